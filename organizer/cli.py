@@ -1,0 +1,253 @@
+"""The `organizer` command line. Thin: parse, call `Library`, print.
+
+Heavy libraries are imported inside commands, so `organizer --help` is instant."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Turn a folder of unlabeled images into named groups, then into a classifier.")
+
+StoreOpt = typer.Option(None, "--store", "-s", envvar="ORGANIZER_STORE",
+                        help="Store directory (default: ~/.local/share/organizer/default).")
+
+
+def fail(message: str, code: int = 2):
+    typer.echo(f"organizer: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def open_library(store, *, create: bool = False):
+    from .library import Library
+    from .store import StoreError
+
+    try:
+        return Library(store, create=create)
+    except StoreError as e:
+        fail(str(e))
+
+
+def guarded(fn):
+    """Turn the errors a user can act on into one line on stderr and a non-zero exit."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .embed import BackboneError
+        from .store import StoreError
+
+        try:
+            return fn(*args, **kwargs)
+        except (StoreError, BackboneError) as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            fail("interrupted; everything written so far is kept and the next run resumes", 130)
+    return wrapper
+
+
+def progress_bar(description: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=_stderr_console(), transient=True)
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@app.command()
+@guarded
+def index(folder: str = typer.Argument(..., help="Folder of images (never written to)."),
+          store: Optional[str] = StoreOpt,
+          backbone: str = typer.Option("auto", help="auto | efficientnet-lite0 | clip[:MODEL[:PRETRAINED_OR_FILE]]"),
+          workers: Optional[int] = typer.Option(None, help="Decode processes (default: cores - 1)."),
+          allow_missing: bool = typer.Option(False, help="Accept that most indexed files disappeared."),
+          follow_links: bool = typer.Option(False, help="Follow symlinks that stay inside the folder."),
+          max_pixels: Optional[int] = typer.Option(None, help="Refuse images with more pixels than this."),
+          show_errors: int = typer.Option(10, help="How many failed files to list.")):
+    """Index a folder: decode and embed new or changed images (incremental)."""
+    lib = open_library(store, create=True)
+    with progress_bar("embedding") as bar:
+        task = bar.add_task("embedding", total=None)
+        report = lib.index(folder, backbone=backbone, workers=workers, allow_missing=allow_missing,
+                           follow_links=follow_links, max_pixels=max_pixels,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+    for path, error in report.error_files[:show_errors]:
+        typer.echo(f"  skipped {path}: {error}", err=True)
+    if len(report.error_files) > show_errors:
+        typer.echo(f"  ... and {len(report.error_files) - show_errors} more (see `organizer status --errors`)", err=True)
+    typer.echo(report.summary())
+    if lib.store.counts()["ok"] < 2:
+        typer.echo("note: fewer than two images indexed; add images before clustering or training", err=True)
+
+
+@app.command()
+@guarded
+def cluster(store: Optional[str] = StoreOpt,
+            min_cluster_size: Optional[int] = typer.Option(None, help="Smallest group (default scales with size)."),
+            seed: int = typer.Option(0, help="Same seed, same clusters.")):
+    """Discover groups (UMAP + HDBSCAN). Names live on images, so nothing is lost."""
+    lib = open_library(store)
+    with _stderr_console().status("clustering..."):
+        result = lib.cluster(min_cluster_size=min_cluster_size, seed=seed)
+    typer.echo(f"{result['clusters']} clusters over {result['images']} images; "
+               f"{result['unsorted']} unsorted (clustering {result['clustering_id']})")
+    _print_clusters(lib.clusters(samples=3))
+
+
+def _print_clusters(infos):
+    for c in infos:
+        names = ", ".join(n for n, _ in c.suggestions) or "-"
+        label = f"  [{c.label}: {c.labeled}]" if c.label else ""
+        title = "unsorted" if c.id < 0 else f"cluster {c.id}"
+        typer.echo(f"{title:>12}  {c.size:6d} images  suggested: {names}{label}")
+
+
+@app.command()
+@guarded
+def clusters(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(False, "--json"),
+             samples: int = typer.Option(5, help="Sample paths per cluster.")):
+    """List clusters: id, size, suggested names, sample paths."""
+    from dataclasses import asdict
+
+    lib = open_library(store)
+    infos = lib.clusters(samples=samples)
+    if not infos:
+        fail("no clustering yet: run `organizer cluster` first")
+    if as_json:
+        typer.echo(json.dumps([{**asdict(c), "suggestions": [n for n, _ in c.suggestions]} for c in infos], indent=1))
+        return
+    _print_clusters(infos)
+    for c in infos:
+        if c.id >= 0:
+            typer.echo(f"  {c.id}: " + "  ".join(c.sample_paths))
+
+
+@app.command()
+@guarded
+def name(cluster_id: int = typer.Argument(...), name: str = typer.Argument(...), store: Optional[str] = StoreOpt):
+    """Name a cluster: every image in it gets NAME (names given one by one are kept)."""
+    n = open_library(store).name_cluster(cluster_id, name)
+    typer.echo(f"labeled {n} images as {name!r}")
+
+
+@app.command()
+@guarded
+def label(paths: List[str] = typer.Argument(..., help="Paths relative to the indexed folder."),
+          as_: str = typer.Option(..., "--as", help="The name to give."), store: Optional[str] = StoreOpt):
+    """Label images by path."""
+    n = open_library(store).label(paths, as_)
+    typer.echo(f"labeled {n} images as {as_!r}")
+
+
+@app.command()
+@guarded
+def train(store: Optional[str] = StoreOpt, threshold: Optional[float] = typer.Option(
+        None, help="Confidence below which a prediction is 'unknown' (default: learned).")):
+    """Train a classifier on the labeled images and print cross-validated metrics."""
+    lib = open_library(store)
+    with _stderr_console().status("training..."):
+        m = lib.train(threshold=threshold)
+    typer.echo(f"model {m['model_id']}: {m['n_train']} labeled images, {len(m['classes'])} classes")
+    if "accuracy" in m:
+        typer.echo(f"cross-validated ({m['folds']}-fold): accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
+                   f"unknown below confidence {m['threshold']:.2f}")
+        width = max(len(c) for c in m["classes"])
+        typer.echo(f"{'class':<{width}}  precision  recall  support")
+        for c, s in m["per_class"].items():
+            typer.echo(f"{c:<{width}}  {s['precision']:9.3f}  {s['recall']:6.3f}  {s['support']:7d}")
+        typer.echo("confusion matrix (rows: given label, columns: predicted):")
+        for c, row in zip(m["classes"], m["confusion"]):
+            typer.echo(f"{c:<{width}}  " + " ".join(f"{v:5d}" for v in row))
+    else:
+        typer.echo(m.get("note", ""))
+
+
+@app.command()
+@guarded
+def predict(files: Optional[List[str]] = typer.Argument(None, help="Image files to label without adding them."),
+            store: Optional[str] = StoreOpt, as_json: bool = typer.Option(False, "--json")):
+    """Predict labels: for the whole library (stored), or for the FILES given."""
+    lib = open_library(store)
+    if not files:
+        n = lib.predict()
+        counts = dict(lib.store.db.execute("SELECT label, COUNT(*) FROM predictions GROUP BY label ORDER BY 2 DESC"))
+        typer.echo(f"predicted {n} images: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return
+    rows, errors = lib.predict_files(files)
+    for f, e in errors:
+        typer.echo(f"  skipped {f}: {e}", err=True)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+    else:
+        for r in rows:
+            typer.echo(f"{r['file']}\t{r['predicted']}\t{r['confidence']:.3f}")
+    if not rows:
+        raise typer.Exit(1)
+
+
+def _print_hits(hits, as_json):
+    if as_json:
+        typer.echo(json.dumps([{"path": p, "image_id": i, "score": s} for p, i, s in hits], indent=1))
+    else:
+        for p, _, s in hits:
+            typer.echo(f"{s:.4f}\t{p}")
+
+
+@app.command()
+@guarded
+def similar(target: str = typer.Argument(..., help="A library path, an image id, or any image file."),
+            store: Optional[str] = StoreOpt, k: int = typer.Option(10, "-k"),
+            as_json: bool = typer.Option(False, "--json")):
+    """Images most similar to TARGET."""
+    _print_hits(open_library(store).similar(target, k), as_json)
+
+
+@app.command()
+@guarded
+def search(text: str = typer.Argument(...), store: Optional[str] = StoreOpt, k: int = typer.Option(10, "-k"),
+           as_json: bool = typer.Option(False, "--json")):
+    """Images matching a text description (CLIP backbones)."""
+    _print_hits(open_library(store).search_text(text, k), as_json)
+
+
+@app.command()
+@guarded
+def export(format: str = typer.Option("csv", "--format", help="csv or json"),
+           out: str = typer.Option(..., "--out", help="Output file (not inside the image folder)."),
+           store: Optional[str] = StoreOpt):
+    """Export path, cluster, label, prediction and confidence of every image."""
+    n = open_library(store).export(format, out)
+    typer.echo(f"wrote {n} rows to {out}")
+
+
+@app.command()
+@guarded
+def status(store: Optional[str] = StoreOpt, errors: bool = typer.Option(False, "--errors")):
+    """What the store holds."""
+    lib = open_library(store)
+    info = lib.status()
+    model = info.pop("model")
+    for k, v in info.items():
+        typer.echo(f"{k:>12}: {v}")
+    if model:
+        metrics = json.loads(model["metrics"])
+        typer.echo(f"{'model':>12}: {model['id']} ({model['n_train']} labeled, accuracy {metrics.get('accuracy')})")
+    if errors:
+        for path, error in lib.store.db.execute("SELECT path, error FROM files WHERE status='error' ORDER BY path"):
+            typer.echo(f"{path}: {error}")
+
+
+def main():
+    app(prog_name="organizer")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""open_clip CLIP models: any architecture open_clip knows, with hub weights or a local file."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import BackboneError, Preprocess, l2_normalize
+from .base import TorchEmbedder, set_threads
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+
+
+def canonical_name(model: str, pretrained: str) -> str:
+    if os.path.sep in pretrained or pretrained.endswith((".safetensors", ".bin", ".pt", ".pth")):
+        pretrained = str(Path(pretrained).expanduser().resolve())
+    return f"clip:{model}:{pretrained}"
+
+
+def hub_weights_available(model: str, pretrained: str, timeout: float = 5.0) -> bool:
+    """True when the weights are in the local cache, or (not offline) the hub answers quickly."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model, pretrained)
+    repo = (cfg or {}).get("hf_hub", "").strip("/")
+    if not repo:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        hit = try_to_load_from_cache(repo, filename)
+        if isinstance(hit, str) and os.path.exists(hit):
+            return True
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().model_info(repo, timeout=timeout)
+        return True
+    except Exception:
+        return False
+
+
+class ClipEmbedder(TorchEmbedder):
+    has_text = True
+
+    def __init__(self, model: str = DEFAULT_MODEL, pretrained: str = DEFAULT_PRETRAINED):
+        import open_clip
+        import torch
+
+        set_threads()
+        is_file = os.path.exists(os.path.expanduser(pretrained))
+        if not is_file and pretrained not in open_clip.list_pretrained_tags_by_model(model):
+            raise BackboneError(f"unknown CLIP weights {pretrained!r} for {model}: give a tag from "
+                                f"open_clip.list_pretrained_tags_by_model({model!r}) or a local checkpoint file")
+        try:
+            clip, _, transform = open_clip.create_model_and_transforms(
+                model, pretrained=os.path.expanduser(pretrained) if is_file else pretrained)
+        except RuntimeError as e:
+            raise BackboneError(f"cannot load CLIP {model} weights from {pretrained}: {e}") from e
+        self.model = clip.eval()
+        self.visual = clip.visual.to(memory_format=torch.channels_last)
+        self.tokenizer = open_clip.get_tokenizer(model)
+        self.name = canonical_name(model, pretrained)
+        size = clip.visual.image_size
+        size = size[0] if isinstance(size, (tuple, list)) else int(size)
+        mean = getattr(clip.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
+        std = getattr(clip.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
+        self.preprocess = Preprocess(size, tuple(mean), tuple(std))
+        self.dim = int(clip.text_projection.shape[1]) if getattr(clip, "text_projection", None) is not None \
+            else int(self.embed(_probe_images(size)).shape[1])
+
+    def _features(self, x):
+        return self.model.encode_image(x)
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            feats = self.model.encode_text(self.tokenizer(texts)).float().numpy()
+        return l2_normalize(feats)[0]
+
+
+def _probe_images(size: int):
+    from PIL import Image
+
+    return [Image.new("RGB", (size, size), (127, 127, 127))]

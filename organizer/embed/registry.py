@@ -1,0 +1,71 @@
+"""Backbone specs -> embedders.
+
+    auto                                  CLIP if its weights are cached or reachable, else efficientnet-lite0
+    efficientnet-lite0                    offline ImageNet CNN
+    clip                                  clip:ViT-B-32:laion2b_s34b_b79k
+    clip:MODEL[:PRETRAINED_TAG_OR_FILE]   any open_clip model; a file path for air-gapped machines
+"""
+from __future__ import annotations
+
+import sys
+
+from . import BackboneError, Embedder
+
+_CACHE: dict[str, Embedder] = {}
+
+
+def parse(spec: str) -> tuple[str, str | None, str | None]:
+    spec = (spec or "auto").strip()
+    if spec in ("auto", "efficientnet-lite0"):
+        return spec, None, None
+    if spec == "clip" or spec.startswith("clip:"):
+        from .clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
+
+        parts = spec.split(":", 2)
+        model = parts[1] if len(parts) > 1 and parts[1] else DEFAULT_MODEL
+        if len(parts) > 2 and parts[2]:
+            pretrained = parts[2]
+        else:
+            pretrained = DEFAULT_PRETRAINED if model == DEFAULT_MODEL else None
+        if pretrained is None:
+            raise BackboneError(f"say which weights to use: --backbone clip:{model}:TAG_OR_FILE")
+        return "clip", model, pretrained
+    raise BackboneError(f"unknown backbone {spec!r}: use auto, efficientnet-lite0 or clip[:MODEL[:PRETRAINED_OR_FILE]]")
+
+
+def canonical(spec: str) -> str:
+    kind, model, pretrained = parse(spec)
+    if kind == "clip":
+        from .clip import canonical_name
+
+        return canonical_name(model, pretrained)
+    return kind
+
+
+def resolve(spec: str = "auto", *, store_backbone: str | None = None, quiet: bool = False) -> Embedder:
+    kind, model, pretrained = parse(spec)
+    if kind == "auto":
+        if store_backbone:  # a store keeps the backbone that made its vectors
+            return resolve(store_backbone, quiet=quiet)
+        from .clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, hub_weights_available
+
+        if hub_weights_available(DEFAULT_MODEL, DEFAULT_PRETRAINED):
+            return resolve("clip", quiet=quiet)
+        if not quiet:
+            print("organizer: CLIP weights are not on this machine and the hub is unreachable; "
+                  "using the offline efficientnet-lite0 backbone (no text search).", file=sys.stderr)
+        return resolve("efficientnet-lite0", quiet=quiet)
+    name = canonical(spec)
+    if store_backbone and store_backbone != name:
+        raise BackboneError(f"this store's vectors were made by {store_backbone}; vectors of two backbones "
+                            f"are never mixed: use --backbone {store_backbone} or another --store")
+    if name not in _CACHE:
+        if kind == "efficientnet-lite0":
+            from .efficientnet import EfficientNetLite0
+
+            _CACHE[name] = EfficientNetLite0()
+        else:
+            from .clip import ClipEmbedder
+
+            _CACHE[name] = ClipEmbedder(model, pretrained)
+    return _CACHE[name]

@@ -1,0 +1,300 @@
+"""The library API: one object per store that the CLI and the app both call.
+
+Every stage lives in its own module; this file only wires them to the store."""
+from __future__ import annotations
+
+import collections
+import csv
+import io
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .store import Store, StoreError, default_store_dir, dumps
+
+
+@dataclass
+class ClusterInfo:
+    id: int
+    size: int
+    suggestions: list[tuple[str, float]]
+    label: str | None                 # the name most of its images carry, if any
+    labeled: int                      # how many of its images carry a name
+    sample_ids: list[str] = field(default_factory=list)
+    sample_paths: list[str] = field(default_factory=list)
+
+
+class Library:
+    def __init__(self, store_dir: str | os.PathLike | None = None, *, create: bool = True):
+        self.store = Store(store_dir or default_store_dir(), create=create)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- indexing -------------------------------------------------------------------
+    def index(self, folder, **kwargs):
+        from .indexer import index_folder
+
+        return index_folder(self.store, folder, **kwargs)
+
+    def embedder(self):
+        from .embed import get_embedder
+
+        if not self.store.backbone:
+            raise StoreError("the store has no images yet: run `organizer index FOLDER` first")
+        return get_embedder(self.store.backbone, store_backbone=self.store.backbone, quiet=True)
+
+    def _norms(self, ids: list[str]) -> np.ndarray:
+        lookup = {r[0]: r[1] or 1.0 for r in self.store.db.execute("SELECT id, feature_norm FROM images")}
+        return np.array([lookup[i] for i in ids], np.float32)
+
+    # -- clustering -----------------------------------------------------------------
+    def cluster(self, *, min_cluster_size: int | None = None, seed: int = 0, suggest: bool = True) -> dict:
+        from .cluster import cluster_vectors
+        from .vectors import load_vectors
+
+        ids, X = load_vectors(self.store)
+        if not ids:
+            raise StoreError("no embedded images to cluster: run `organizer index FOLDER` first")
+        result = cluster_vectors(X, min_cluster_size=min_cluster_size, seed=seed)
+        n_clusters = int(result.labels.max()) + 1 if len(result.labels) and result.labels.max() >= 0 else 0
+        suggestions = {}
+        if suggest and n_clusters:
+            from .naming import suggest as suggest_names
+
+            suggestions = suggest_names(self.embedder(), X, self._norms(ids), result.labels)
+        with self.store.transaction():
+            cur = self.store.db.execute(
+                "INSERT INTO clusterings(created_at, backbone, params, seed, n_images, n_clusters) VALUES(?,?,?,?,?,?)",
+                (time.time(), self.store.backbone, dumps(result.params), seed, len(ids), n_clusters))
+            cid = cur.lastrowid
+            self.store.db.executemany(
+                "INSERT INTO cluster_members(clustering_id, image_id, cluster, core_cluster, probability) "
+                "VALUES(?,?,?,?,?)",
+                [(cid, i, int(c), int(k), float(p)) for i, c, k, p in
+                 zip(ids, result.labels, result.core_labels, result.probabilities)])
+            self.store.db.executemany(
+                "INSERT INTO cluster_suggestions(clustering_id, cluster, names) VALUES(?,?,?)",
+                [(cid, c, json.dumps(names)) for c, names in suggestions.items()])
+        unsorted = int((result.labels < 0).sum())
+        return {"clustering_id": cid, "images": len(ids), "clusters": n_clusters, "unsorted": unsorted,
+                "core_noise": int((result.core_labels < 0).sum()), "params": result.params}
+
+    def clusters(self, *, samples: int = 6) -> list[ClusterInfo]:
+        cid = self.store.current_clustering_id()
+        if cid is None:
+            return []
+        members = collections.defaultdict(list)
+        for image_id, cluster, prob in self.store.db.execute(
+                "SELECT image_id, cluster, probability FROM cluster_members WHERE clustering_id=? "
+                "ORDER BY probability DESC, image_id", (cid,)):
+            members[cluster].append(image_id)
+        suggestions = {r[0]: [tuple(x) for x in json.loads(r[1])] for r in self.store.db.execute(
+            "SELECT cluster, names FROM cluster_suggestions WHERE clustering_id=?", (cid,))}
+        labels = self.store.labels()
+        paths = self.store.primary_paths()
+        present = set(paths)
+        out = []
+        for c in sorted(members, key=lambda k: (k < 0, -len(members[k]), k)):
+            ids = [i for i in members[c] if i in present]
+            names = collections.Counter(labels[i] for i in ids if i in labels)
+            top = names.most_common(1)[0] if names else (None, 0)
+            out.append(ClusterInfo(c, len(ids), suggestions.get(c, []), top[0], sum(names.values()),
+                                   ids[:samples], [paths[i] for i in ids[:samples]]))
+        return out
+
+    def cluster_members(self, cluster: int) -> list[str]:
+        if self.store.current_clustering_id() is None:
+            raise StoreError("no clustering yet: run `organizer cluster` first")
+        ids = self.store.cluster_member_ids(cluster)
+        if not ids:
+            raise StoreError(f"unknown cluster id {cluster}: see `organizer clusters`")
+        return ids
+
+    def name_cluster(self, cluster: int, name: str) -> int:
+        """Label every image of the cluster; names a person gave one by one are kept."""
+        name = _clean_name(name)
+        if cluster < 0:
+            raise StoreError("-1 holds the unsorted images, not a cluster: label them with `organizer label`")
+        return self.store.set_labels(self.cluster_members(cluster), name, "cluster", overwrite_manual=False)
+
+    # -- labels ---------------------------------------------------------------------
+    def resolve_paths(self, paths: list[str]) -> list[str]:
+        """Image ids for paths relative to the indexed folder (or absolute paths inside it)."""
+        root = self.store.library_root
+        ids, unknown = [], []
+        for p in paths:
+            rel = p
+            if root is not None and os.path.isabs(p):
+                try:
+                    rel = Path(p).resolve().relative_to(root).as_posix()
+                except ValueError:
+                    pass
+            image_id = self.store.path_to_image_id(rel)
+            (ids.append(image_id) if image_id else unknown.append(p))
+        if unknown:
+            raise StoreError(f"not in the library: {unknown[0]}" + (f" and {len(unknown) - 1} more" if len(unknown) > 1
+                                                                      else "") +
+                             " (paths are relative to the indexed folder; run `organizer index` for new files)")
+        return ids
+
+    def label(self, paths: list[str], name: str, *, source: str = "manual") -> int:
+        return self.store.set_labels(self.resolve_paths(paths), _clean_name(name), source)
+
+    def label_ids(self, image_ids: list[str], name: str, *, source: str = "manual") -> int:
+        return self.store.set_labels(image_ids, _clean_name(name), source)
+
+    # -- training and prediction --------------------------------------------------
+    def train(self, **kwargs) -> dict:
+        from .classify import train
+
+        return train(self.store, **kwargs)
+
+    def predict(self) -> int:
+        from .classify import predict_store
+
+        return predict_store(self.store)
+
+    def embed_files(self, files: list[str]) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+        """Embed files outside the library on the fly: (ok files, vectors, [(file, error)])."""
+        from .decode import DecodeError, decode_image
+
+        embedder = self.embedder()
+        ok, pixels, errors = [], [], []
+        for f in files:
+            try:
+                data = Path(f).read_bytes()
+                pixels.append(embedder.preprocess(decode_image(data, name=f, min_side=embedder.preprocess.size).image))
+                ok.append(f)
+            except OSError as e:
+                errors.append((f, f"cannot read {f}: {e.strerror or e}"))
+            except DecodeError as e:
+                errors.append((f, str(e)))
+        vectors = embedder.embed_arrays(np.stack(pixels))[0] if pixels else np.zeros((0, embedder.dim), np.float32)
+        return ok, vectors, errors
+
+    def predict_files(self, files: list[str]) -> tuple[list[dict], list[tuple[str, str]]]:
+        from .classify import load_model
+
+        model = load_model(self.store)
+        ok, vectors, errors = self.embed_files(files)
+        rows = [{"file": f, "predicted": label, "best": best, "confidence": round(conf, 4)}
+                for f, (label, best, conf, _) in zip(ok, model.predict(vectors))]
+        return rows, errors
+
+    # -- search -------------------------------------------------------------------
+    def similar(self, target: str, k: int = 10) -> list[tuple[str, str, float]]:
+        from .search import query
+        from .vectors import load_vectors
+
+        image_id = self._find_image(target)
+        if image_id:
+            _, vec = load_vectors(self.store, [image_id])
+            hits = query(self.store, vec, k, exclude={image_id})[0]
+        elif os.path.isfile(target):
+            ok, vec, errors = self.embed_files([target])
+            if errors:
+                raise StoreError(errors[0][1])
+            hits = query(self.store, vec, k)[0]
+        else:
+            raise StoreError(f"{target} is neither a path in the library, an image id, nor a file")
+        return self._with_paths(hits)
+
+    def search_text(self, text: str, k: int = 10) -> list[tuple[str, str, float]]:
+        from .search import query
+
+        embedder = self.embedder()
+        if not getattr(embedder, "has_text", False):
+            raise StoreError(f"text search needs a CLIP backbone; this store uses {self.store.backbone} "
+                             "(index into a new store with --backbone clip)")
+        return self._with_paths(query(self.store, embedder.embed_text([text]), k)[0])
+
+    def _find_image(self, target: str) -> str | None:
+        if self.store.db.execute("SELECT 1 FROM images WHERE id=?", (target,)).fetchone():
+            return target
+        try:
+            return self.resolve_paths([target])[0]
+        except StoreError:
+            return None
+
+    def _with_paths(self, hits):
+        paths = self.store.primary_paths([h[0] for h in hits])
+        return [(paths.get(i, ""), i, round(s, 4)) for i, s in hits]
+
+    # -- export -------------------------------------------------------------------
+    COLUMNS = ["path", "image_id", "cluster", "label", "label_source", "predicted", "confidence", "width", "height"]
+
+    def export_rows(self) -> list[dict]:
+        clusters = self.store.cluster_assignments()
+        labels = {r[0]: (r[1], r[2]) for r in self.store.db.execute("SELECT image_id, name, source FROM labels")}
+        preds = {r[0]: (r[1], r[2]) for r in self.store.db.execute("SELECT image_id, label, confidence FROM predictions")}
+        rows = []
+        for path, image_id, width, height in self.store.db.execute(
+                "SELECT f.path, f.image_id, i.width, i.height FROM files f JOIN images i ON i.id = f.image_id "
+                "WHERE f.status='ok' ORDER BY f.path"):
+            label, source = labels.get(image_id, ("", ""))
+            pred, conf = preds.get(image_id, ("", None))
+            rows.append({"path": path, "image_id": image_id, "cluster": clusters.get(image_id, (-1, 0))[0],
+                         "label": label, "label_source": source, "predicted": pred,
+                         "confidence": "" if conf is None else round(conf, 4), "width": width, "height": height})
+        return rows
+
+    def export(self, fmt: str, out: str | os.PathLike) -> int:
+        out = Path(out).expanduser().resolve()
+        root = self.store.library_root
+        if root is not None and (out == root or root in out.parents):
+            raise StoreError(f"{out} is inside the image folder {root}; organizer never writes there")
+        rows = self.export_rows()
+        if fmt == "csv":
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=self.COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+            text = buf.getvalue()
+        elif fmt == "json":
+            text = json.dumps(rows, indent=1)
+        else:
+            raise StoreError(f"unknown export format {fmt!r}: use csv or json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)
+        return len(rows)
+
+    # -- overview -----------------------------------------------------------------
+    def status(self) -> dict:
+        counts = self.store.counts()
+        model = self.store.current_model()
+        return {"store": str(self.store.root), "library": str(self.store.library_root or ""),
+                "backbone": self.store.backbone, **counts,
+                "clusterings": self.store.db.execute("SELECT COUNT(*) FROM clusterings").fetchone()[0],
+                "model": dict(model) if model else None}
+
+    def image_path(self, image_id: str) -> Path | None:
+        """The file of an image, looked up by id only (never from a user-typed path)."""
+        rel = self.store.primary_paths([image_id]).get(image_id)
+        root = self.store.library_root
+        return (root / rel) if rel and root else None
+
+
+def _clean_name(name: str) -> str:
+    name = " ".join(str(name).split())
+    if not name:
+        raise StoreError("a name cannot be empty")
+    if name.lower() == "unknown":
+        raise StoreError("'unknown' is reserved for predictions below the confidence threshold")
+    if len(name) > 200:
+        raise StoreError("a name is limited to 200 characters")
+    return name
+
+
+def sample_ids(ids: list[str], k: int, seed: int = 0) -> list[str]:
+    return random.Random(seed).sample(ids, min(k, len(ids)))
+
+
+__all__ = ["Library", "ClusterInfo", "asdict"]

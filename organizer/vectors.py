@@ -1,0 +1,98 @@
+"""Vector shards: append-only float16 files that, with the `images` table, hold every vector.
+
+A shard is written to a temporary name, fsynced and renamed, and only then recorded in
+SQLite, so a crash leaves either a complete shard that the database knows or an orphan
+file that nothing points at (cleaned up on the next write)."""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+
+from .store import Store, StoreError
+
+DTYPE = np.float16
+
+
+def _shard_path(store: Store, shard: int):
+    return store.vectors_dir / f"{shard:06d}.f16"
+
+
+def write_shard(store: Store, vectors: np.ndarray) -> int:
+    """Persist (n, dim) vectors as a new shard; returns its number. The caller records rows."""
+    store.vectors_dir.mkdir(parents=True, exist_ok=True)
+    data = np.ascontiguousarray(vectors, dtype=DTYPE)
+    row = store.db.execute("SELECT MAX(shard) FROM shards").fetchone()
+    taken = {int(p.stem) for p in store.vectors_dir.glob("*.f16") if p.stem.isdigit()}
+    shard = max([row[0] or 0, *taken]) + 1  # never reuse a number an orphan file holds
+    path = _shard_path(store, shard)
+    tmp = path.with_suffix(".tmp")
+    payload = data.tobytes()
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    store.db.execute("INSERT INTO shards(shard, rows, dim, sha256) VALUES(?,?,?,?)",
+                     (shard, data.shape[0], data.shape[1], hashlib.sha256(payload).hexdigest()))
+    return shard
+
+
+def _read_shard(store: Store, shard: int, rows: int, dim: int, verify: bool) -> np.ndarray:
+    path = _shard_path(store, shard)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"vector file {path} is missing: run `organizer index --repair` to re-embed") from None
+    if len(raw) != rows * dim * np.dtype(DTYPE).itemsize:
+        raise StoreError(f"vector file {path} is truncated: run `organizer index --repair` to re-embed")
+    if verify:
+        expected = store.db.execute("SELECT sha256 FROM shards WHERE shard=?", (shard,)).fetchone()[0]
+        if hashlib.sha256(raw).hexdigest() != expected:
+            raise StoreError(f"vector file {path} is corrupt: run `organizer index --repair` to re-embed")
+    return np.frombuffer(raw, dtype=DTYPE).reshape(rows, dim)
+
+
+def load_vectors(store: Store, image_ids: list[str] | None = None, *, verify: bool = False
+                 ) -> tuple[list[str], np.ndarray]:
+    """Vectors as float32 for the given images (default: every present image), in that order."""
+    if image_ids is None:
+        image_ids = store.present_image_ids()
+    dim = int(store.get_meta("dim") or 0)
+    out = np.zeros((len(image_ids), dim), np.float32)
+    if not image_ids:
+        return [], out
+    where = {}
+    for chunk in range(0, len(image_ids), 900):
+        part = image_ids[chunk:chunk + 900]
+        q = f"SELECT id, shard, shard_row FROM images WHERE id IN ({','.join('?' * len(part))})"
+        for r in store.db.execute(q, part):
+            where[r[0]] = (r[1], r[2])
+    missing = [i for i in image_ids if where.get(i, (None,))[0] is None]
+    if missing:
+        raise StoreError(f"{len(missing)} image(s) have no vector (e.g. {missing[0]}): run `organizer index` again")
+    shards = {r[0]: (r[1], r[2]) for r in store.db.execute("SELECT shard, rows, dim FROM shards")}
+    by_shard: dict[int, list[tuple[int, int]]] = {}
+    for pos, image_id in enumerate(image_ids):
+        shard, row = where[image_id]
+        by_shard.setdefault(shard, []).append((pos, row))
+    for shard, pairs in by_shard.items():
+        rows, sdim = shards[shard]
+        data = _read_shard(store, shard, rows, sdim, verify)
+        pos, idx = np.array(pairs).T
+        out[pos] = data[idx]
+    return list(image_ids), out
+
+
+def remove_orphans(store: Store) -> int:
+    """Delete shard files (and temp files) that the database does not know."""
+    if not store.vectors_dir.exists():
+        return 0
+    known = {r[0] for r in store.db.execute("SELECT shard FROM shards")}
+    removed = 0
+    for p in store.vectors_dir.iterdir():
+        if p.suffix == ".tmp" or (p.suffix == ".f16" and p.stem.isdigit() and int(p.stem) not in known):
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
