@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="Turn a folder of unlabeled images into named groups, then into a classifier.")
 
 StoreOpt = typer.Option(None, "--store", "-s", envvar="ORGANIZER_STORE",
