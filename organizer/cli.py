@@ -193,6 +193,19 @@ def predict(files: Optional[List[str]] = typer.Argument(None, help="Image files 
         raise typer.Exit(1)
 
 
+@app.command()
+@guarded
+def review(store: Optional[str] = StoreOpt, limit: int = typer.Option(20, "--limit", help="How many images."),
+           as_json: bool = typer.Option(False, "--json")):
+    """Unlabeled images worth labeling next (uncertain, diverse, rare classes)."""
+    items = open_library(store).review(limit)
+    if as_json:
+        typer.echo(json.dumps(items, indent=1))
+        return
+    for it in items:
+        typer.echo(f"{it['path']}\t{it['predicted']}\t{it['confidence']:.3f}")
+
+
 def _print_hits(hits, as_json):
     if as_json:
         typer.echo(json.dumps([{"path": p, "image_id": i, "score": s} for p, i, s in hits], indent=1))
@@ -243,6 +256,31 @@ def status(store: Optional[str] = StoreOpt, errors: bool = typer.Option(False, "
     if errors:
         for path, error in lib.store.db.execute("SELECT path, error FROM files WHERE status='error' ORDER BY path"):
             typer.echo(f"{path}: {error}")
+
+
+@app.command()
+def ui(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, help="Port on 127.0.0.1."),
+       host: str = typer.Option("127.0.0.1", help="Address to serve on (keep it local unless you mean it).")):
+    """Open the app in the browser: name clusters, fix them, train, review."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from .store import default_store_dir
+
+    app_file = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+    if not app_file.exists():
+        fail(f"the app is not installed next to the package ({app_file}); run from a source checkout")
+    store_dir = str(Path(store).expanduser().resolve()) if store else str(default_store_dir())
+    typer.echo(f"organizer app: http://{host}:{port}  (store {store_dir}; Ctrl+C to stop)")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", host,
+           "--server.port", str(port), "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
+           "--browser.gatherUsageStats", "false", "--server.maxUploadSize", "20", "--server.headless", "true",
+           "--", "--store", store_dir]
+    try:
+        raise typer.Exit(subprocess.call(cmd, env={**os.environ, "ORGANIZER_STORE": store_dir}))
+    except KeyboardInterrupt:
+        raise typer.Exit(0)
 
 
 def main():

@@ -21,8 +21,16 @@ import numpy as np
 from .store import Store, StoreError, content_hash
 
 FLUSH_EVERY = 512            # images per shard/commit: the unit of progress kept after a crash
+FLUSH_ENV = "ORGANIZER_FLUSH_EVERY"  # override (tests use a small value to interrupt between commits)
 TASK_FILES = 16              # files per worker task
+CACHE_DIR = "cache"          # under the store: the ONNX export of the backbone (a cache, rebuildable)
+NICE_WORKERS = 5             # decode processes run below the embedding process (see _init_worker)
 MISSING_REFUSE_FRACTION = 0.5
+
+
+def flush_every() -> int:
+    raw = os.environ.get(FLUSH_ENV, "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else FLUSH_EVERY
 
 
 class IndexError_(StoreError):
@@ -32,6 +40,7 @@ class IndexError_(StoreError):
 @dataclass
 class IndexReport:
     backbone: str = ""
+    runtime: str = ""        # what ran the network (onnxruntime, torch-bf16, torch), when something was embedded
     scanned: int = 0
     unchanged: int = 0
     reused: int = 0          # new paths whose content was already embedded (renames, copies)
@@ -43,7 +52,8 @@ class IndexReport:
 
     def summary(self) -> str:
         return (f"{self.scanned} files: {self.embedded} embedded, {self.reused} reused, {self.unchanged} unchanged, "
-                f"{self.errors} failed, {self.missing} missing ({self.seconds:.1f}s, backbone {self.backbone})")
+                f"{self.errors} failed, {self.missing} missing ({self.seconds:.1f}s, backbone {self.backbone}"
+                + (f" on {self.runtime})" if self.runtime else ")"))
 
 
 # -- scanning -------------------------------------------------------------------------
@@ -101,9 +111,15 @@ _KNOWN: set[str] = set()
 def _init_worker(known: set[str]) -> None:
     global _KNOWN
     _KNOWN = known
+    try:  # decoding yields to inference: the embedding step is what everything waits on
+        os.nice(NICE_WORKERS)
+    except OSError:
+        pass
 
 
 def read_files(root: str, rels: list[str], preprocess, thumb_size: int, max_pixels: int | None) -> list[dict]:
+    """Hash, decode, crop and thumbnail files. Pixels travel back as uint8 crops
+    (`Preprocess.crop`): a quarter of the bytes of float32, normalised later per batch."""
     from .decode import DecodeError, decode_image, make_thumbnail
 
     out = []
@@ -121,7 +137,7 @@ def read_files(root: str, rels: list[str], preprocess, thumb_size: int, max_pixe
             continue
         try:
             decoded = decode_image(data, name=rel, min_side=max(preprocess.size, thumb_size), max_pixels=max_pixels)
-            item["pixels"] = preprocess(decoded.image)
+            item["pixels"] = preprocess.crop(decoded.image)
             item["thumb"] = make_thumbnail(decoded.image, thumb_size)
             item.update(width=decoded.width, height=decoded.height, format=decoded.format)
         except DecodeError as e:
@@ -205,7 +221,7 @@ def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "au
 
         embedder = None
         if to_read or store.backbone is None:  # an unchanged library never loads a network
-            embedder = get_embedder(backbone, store_backbone=store.backbone)
+            embedder = get_embedder(backbone, store_backbone=store.backbone, cache_dir=store.root / CACHE_DIR)
         elif backbone != "auto" and canonical(backbone) != store.backbone:
             get_embedder(backbone, store_backbone=store.backbone)  # raises the mismatch error
         report.backbone = embedder.name if embedder else store.backbone
@@ -226,21 +242,26 @@ def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "au
     report.error_files = [(r[0], r[1]) for r in store.db.execute(
         "SELECT path, error FROM files WHERE status='error' ORDER BY path")]
     report.seconds = time.time() - started
+    if embedder is not None and report.embedded:
+        report.runtime = embedder.runtime
     return report
 
 
 def _run_pipeline(store, root, to_read, seen, embedder, report, *, workers, batch_size, max_pixels, thumb_size,
                   progress):
-    known = store.embedded_image_ids()
-    n_workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
-    tasks = [to_read[i:i + TASK_FILES] for i in range(0, len(to_read), TASK_FILES)]
-    window = max(4, 2 * n_workers)  # bounded read-ahead keeps memory flat
-    pending_rows: list[dict] = []
-    done = 0
     import multiprocessing as mp
 
+    n_workers = workers or default_workers()
+    if hasattr(embedder, "use_threads") and not os.environ.get("ORGANIZER_THREADS"):
+        # Decode processes and inference share the cores; oversubscribing them measured slower
+        # (threads wait on each other's time slices), so inference gets what decoding leaves.
+        embedder.use_threads(max(1, (os.cpu_count() or 1) - n_workers))
+    tasks = [to_read[i:i + TASK_FILES] for i in range(0, len(to_read), TASK_FILES)]
+    window = max(4, 2 * n_workers)  # bounded read-ahead keeps memory flat
+    sink = _Sink(store, embedder, seen, report, batch_size)
+    done = 0
     with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(known,)) as pool:
+                             initargs=(sink.known,)) as pool:
         futures: list[Future] = []
         next_task = 0
         while next_task < len(tasks) or futures:
@@ -249,58 +270,95 @@ def _run_pipeline(store, root, to_read, seen, embedder, report, *, workers, batc
                                            thumb_size, max_pixels))
                 next_task += 1
             items = futures.pop(0).result()
-            pending_rows.extend(items)
+            sink.add(items)
             done += len(items)
-            if sum("pixels" in r for r in pending_rows) >= FLUSH_EVERY or (not futures and next_task >= len(tasks)):
-                _flush(store, embedder, pending_rows, seen, known, report, batch_size)
-                pending_rows = []
             if progress:
                 progress(done, len(to_read))
-        if pending_rows:
-            _flush(store, embedder, pending_rows, seen, known, report, batch_size)
+    sink.flush()
 
 
-def _flush(store: Store, embedder, items: list[dict], seen, known: set[str], report: IndexReport, batch_size: int):
-    """Embed the decoded items, write one shard, then record every item in one transaction."""
-    from .vectors import write_shard
+def default_workers() -> int:
+    """Decode processes. On 2 cores one decoder beside the (multi-threaded) inference measured best:
+    a second one only competes with inference for the same cores."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
 
-    fresh: dict[str, dict] = {}
-    for item in items:
-        if "pixels" in item and item["hash"] not in known and item["hash"] not in fresh:
-            fresh[item["hash"]] = item
-    order = list(fresh)
-    vectors, norms = [], []
-    for i in range(0, len(order), batch_size):
-        batch = np.stack([fresh[h]["pixels"] for h in order[i:i + batch_size]])
-        v, n = embedder.embed_arrays(batch)
-        vectors.append(v)
-        norms.append(n)
-    shard = write_shard(store, np.concatenate(vectors)) if order else None
-    norms = np.concatenate(norms) if order else np.zeros(0)
-    now = time.time()
-    with store.transaction():
-        for row, h in enumerate(order):
-            it = fresh[h]
-            store.db.execute(
+
+class _Sink:
+    """Embeds decoded images batch by batch as they arrive and commits every FLUSH_EVERY:
+    only one batch of pixels is ever held, and at most FLUSH_EVERY vectors and thumbnails.
+
+    A commit is one shard plus, in one transaction, the image rows and the file rows of every
+    file read since the previous commit, so an interrupted run resumes at the last commit."""
+
+    def __init__(self, store: Store, embedder, seen, report: IndexReport, batch_size: int):
+        self.store, self.embedder, self.seen, self.report = store, embedder, seen, report
+        self.batch_size = batch_size
+        self.flush_every = flush_every()
+        self.known = store.embedded_image_ids()    # committed vectors
+        self.files: list[dict] = []                # file rows waiting for the next commit
+        self.waiting: list[dict] = []              # decoded, not yet embedded
+        self.fresh: dict[str, dict] = {}           # hash -> item embedded (or waiting) since the last commit
+        self.vectors: list[np.ndarray] = []
+        self.norms: list[np.ndarray] = []
+        self.order: list[str] = []                 # hashes in self.vectors' row order
+
+    def add(self, items: list[dict]) -> None:
+        for it in items:
+            self.files.append(it)
+            if "pixels" in it and it["hash"] not in self.known and it["hash"] not in self.fresh:
+                self.fresh[it["hash"]] = it
+                self.waiting.append(it)
+            else:
+                it.pop("pixels", None)
+                it.pop("thumb", None)
+        while len(self.waiting) >= self.batch_size:
+            self._embed(self.batch_size)
+        # Renames and copies carry no pixels: commit them now and then too, so a crash loses little.
+        if len(self.order) >= self.flush_every or len(self.files) >= 8 * self.flush_every:
+            self.flush()
+
+    def _embed(self, n: int) -> None:
+        batch, self.waiting = self.waiting[:n], self.waiting[n:]
+        pixels = self.embedder.preprocess.normalize(np.stack([it.pop("pixels") for it in batch]))
+        v, norms = self.embedder.embed_arrays(pixels)
+        self.vectors.append(v)
+        self.norms.append(norms)
+        self.order.extend(it["hash"] for it in batch)
+
+    def flush(self) -> None:
+        from .vectors import write_shard
+
+        while self.waiting:
+            self._embed(self.batch_size)
+        if not self.files:
+            return
+        store, report = self.store, self.report
+        shard = write_shard(store, np.concatenate(self.vectors)) if self.order else None
+        norms = np.concatenate(self.norms) if self.order else np.zeros(0)
+        now = time.time()
+        with store.transaction():
+            store.db.executemany(
                 "INSERT INTO images(id, width, height, format, shard, shard_row, feature_norm, thumbnail, created_at) "
                 "VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET shard=excluded.shard, "
                 "shard_row=excluded.shard_row, feature_norm=excluded.feature_norm, thumbnail=excluded.thumbnail",
-                (h, it["width"], it["height"], it["format"], shard, row, float(norms[row]),
-                 it["thumb"], now))
-        for it in items:
-            size, mtime = seen[it["path"]]
-            if "error" in it:
-                status, image_id, error = "error", it.get("hash"), it["error"]
-            else:
-                status, image_id, error = "ok", it["hash"], None
-                if it["hash"] in known:
+                [(h, it["width"], it["height"], it["format"], shard, row, float(norms[row]), it["thumb"], now)
+                 for row, (h, it) in enumerate((h, self.fresh[h]) for h in self.order)])
+            rows = []
+            for it in self.files:
+                size, mtime = self.seen[it["path"]]
+                if "error" in it:
+                    rows.append((it["path"], it.get("hash"), size, mtime, "error", it["error"], now))
+                    continue
+                rows.append((it["path"], it["hash"], size, mtime, "ok", None, now))
+                if self.fresh.get(it["hash"]) is not it:  # its content was embedded before (copy, rename)
                     report.reused += 1
-            store.db.execute(
+            store.db.executemany(
                 "INSERT INTO files(path, image_id, size, mtime_ns, status, error, last_seen) VALUES(?,?,?,?,?,?,?) "
                 "ON CONFLICT(path) DO UPDATE SET image_id=excluded.image_id, size=excluded.size, "
-                "mtime_ns=excluded.mtime_ns, status=excluded.status, error=excluded.error, last_seen=excluded.last_seen",
-                (it["path"], image_id, size, mtime, status, error, now))
-        if order:
-            store.bump_version()
-    report.embedded += len(order)
-    known.update(order)
+                "mtime_ns=excluded.mtime_ns, status=excluded.status, error=excluded.error, "
+                "last_seen=excluded.last_seen", rows)
+            if self.order:
+                store.bump_version()
+        report.embedded += len(self.order)
+        self.known.update(self.order)
+        self.files, self.fresh, self.vectors, self.norms, self.order = [], {}, [], [], []

@@ -8,9 +8,8 @@ import csv
 import io
 import json
 import os
-import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +186,31 @@ class Library:
                 for f, (label, best, conf, _) in zip(ok, model.predict(vectors))]
         return rows, errors
 
+    def review(self, limit: int = 20) -> list[dict]:
+        """Unlabeled images worth asking about next, with the current model's guess."""
+        from .classify import load_model
+        from .review import select
+        from .vectors import load_vectors
+
+        model = load_model(self.store)
+        labels = self.store.labels()
+        ids = [i for i in self.store.present_image_ids() if i not in labels]
+        if not ids:
+            return []
+        _, X = load_vectors(self.store, ids)
+        proba = model.predict_proba(X)
+        counts = collections.Counter(labels.values())
+        class_counts = np.array([counts.get(c, 0) for c in model.classes], np.float64)
+        picked = select(X, proba, class_counts, limit)
+        paths = self.store.primary_paths([ids[i] for i in picked])
+        out = []
+        for i in picked:
+            order = np.argsort(-proba[i])
+            out.append({"path": paths[ids[i]], "image_id": ids[i], "predicted": model.classes[order[0]],
+                        "confidence": round(float(proba[i, order[0]]), 4),
+                        "runner_up": model.classes[order[1]] if len(order) > 1 else None})
+        return out
+
     # -- search -------------------------------------------------------------------
     def similar(self, target: str, k: int = 10) -> list[tuple[str, str, float]]:
         from .search import query
@@ -293,8 +317,3 @@ def _clean_name(name: str) -> str:
     return name
 
 
-def sample_ids(ids: list[str], k: int, seed: int = 0) -> list[str]:
-    return random.Random(seed).sample(ids, min(k, len(ids)))
-
-
-__all__ = ["Library", "ClusterInfo", "asdict"]

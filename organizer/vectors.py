@@ -85,6 +85,36 @@ def load_vectors(store: Store, image_ids: list[str] | None = None, *, verify: bo
     return list(image_ids), out
 
 
+def iter_present_vectors(store: Store, *, verify: bool = False):
+    """Yield (rowids int64, vectors float32) shard by shard for every present image, without ever
+    holding more than one shard in float32: what building a search index over a million needs."""
+    shards = {r[0]: (r[1], r[2]) for r in store.db.execute("SELECT shard, rows, dim FROM shards")}
+    cursor = store.db.execute(
+        "SELECT i.rowid, i.shard, i.shard_row FROM images i WHERE i.shard IS NOT NULL AND EXISTS "
+        "(SELECT 1 FROM files f WHERE f.image_id = i.id AND f.status='ok') ORDER BY i.shard, i.shard_row")
+    current, rowids, rows = None, [], []
+
+    def emit():
+        data = _read_shard(store, current, *shards[current], verify)
+        return np.array(rowids, np.int64), data[np.array(rows, np.int64)].astype(np.float32)
+
+    for rowid, shard, row in cursor:
+        if shard != current and rowids:
+            yield emit()
+            rowids, rows = [], []
+        current = shard
+        rowids.append(rowid)
+        rows.append(row)
+    if rowids:
+        yield emit()
+
+
+def count_present(store: Store) -> int:
+    return store.db.execute(
+        "SELECT COUNT(*) FROM images i WHERE i.shard IS NOT NULL AND EXISTS "
+        "(SELECT 1 FROM files f WHERE f.image_id = i.id AND f.status='ok')").fetchone()[0]
+
+
 def remove_orphans(store: Store) -> int:
     """Delete shard files (and temp files) that the database does not know."""
     if not store.vectors_dir.exists():

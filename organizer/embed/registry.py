@@ -8,10 +8,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from . import BackboneError, Embedder
 
-_CACHE: dict[str, Embedder] = {}
+_CACHE: dict[tuple, Embedder] = {}
 
 
 def parse(spec: str) -> tuple[str, str | None, str | None]:
@@ -42,30 +43,40 @@ def canonical(spec: str) -> str:
     return kind
 
 
-def resolve(spec: str = "auto", *, store_backbone: str | None = None, quiet: bool = False) -> Embedder:
+def resolve(spec: str = "auto", *, store_backbone: str | None = None, quiet: bool = False,
+            cache_dir=None, runtime: str | None = None) -> Embedder:
+    from .runtime import requested_runtime
+
     kind, model, pretrained = parse(spec)
+    options = dict(quiet=quiet, cache_dir=cache_dir, runtime=runtime)
     if kind == "auto":
         if store_backbone:  # a store keeps the backbone that made its vectors
-            return resolve(store_backbone, quiet=quiet)
+            return resolve(store_backbone, **options)
         from .clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, hub_weights_available
 
         if hub_weights_available(DEFAULT_MODEL, DEFAULT_PRETRAINED):
-            return resolve("clip", quiet=quiet)
+            return resolve("clip", **options)
         if not quiet:
             print("organizer: CLIP weights are not on this machine and the hub is unreachable; "
                   "using the offline efficientnet-lite0 backbone (no text search).", file=sys.stderr)
-        return resolve("efficientnet-lite0", quiet=quiet)
+        return resolve("efficientnet-lite0", **options)
     name = canonical(spec)
     if store_backbone and store_backbone != name:
         raise BackboneError(f"this store's vectors were made by {store_backbone}; vectors of two backbones "
                             f"are never mixed: use --backbone {store_backbone} or another --store")
-    if name not in _CACHE:
+    try:
+        how = requested_runtime(runtime)
+    except ValueError as e:
+        raise BackboneError(str(e)) from None
+    # One embedder per backbone and runtime setting: the app and the CLI reuse loaded weights.
+    key = (name, str(Path(cache_dir).resolve()) if cache_dir else None, how)
+    if key not in _CACHE:
         if kind == "efficientnet-lite0":
             from .efficientnet import EfficientNetLite0
 
-            _CACHE[name] = EfficientNetLite0()
+            _CACHE[key] = EfficientNetLite0(**options)
         else:
             from .clip import ClipEmbedder
 
-            _CACHE[name] = ClipEmbedder(model, pretrained)
-    return _CACHE[name]
+            _CACHE[key] = ClipEmbedder(model, pretrained, **options)
+    return _CACHE[key]

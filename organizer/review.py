@@ -1,0 +1,36 @@
+"""The review queue: which unlabeled images to ask a person about next.
+
+It mixes three needs: uncertainty (small margin between the two best classes), diversity
+(not K near-copies: greedy k-center over the uncertain pool), and rare classes (images
+predicted as the least-labeled classes get a boost)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def select(vectors: np.ndarray, proba: np.ndarray, class_counts: np.ndarray, k: int, *,
+           pool_factor: int = 10, seed: int = 0) -> np.ndarray:
+    """Indices (into vectors/proba) of up to k images to review, most useful first."""
+    n = len(vectors)
+    if n == 0 or k <= 0:
+        return np.zeros(0, np.int64)
+    top2 = np.sort(proba, axis=1)[:, -2:] if proba.shape[1] > 1 else np.hstack([np.zeros((n, 1)), proba])
+    margin = top2[:, 1] - top2[:, 0]
+    predicted = proba.argmax(axis=1)
+    rarity = 1.0 / np.sqrt(1.0 + class_counts[predicted])  # favour classes with few labels
+    score = (1.0 - margin) * (0.5 + rarity / rarity.max())
+    pool = np.argsort(-score, kind="stable")[: min(n, max(k * pool_factor, k))]
+    return pool[_k_center(vectors[pool], score[pool], k)]
+
+
+def _k_center(X: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
+    """Greedy k-center, starting at the highest score and weighting distance by score."""
+    chosen = [int(np.argmax(score))]
+    dist = 1.0 - X @ X[chosen[0]]
+    while len(chosen) < min(k, len(X)):
+        gain = dist * (0.5 + score)
+        gain[chosen] = -np.inf
+        nxt = int(np.argmax(gain))
+        chosen.append(nxt)
+        dist = np.minimum(dist, 1.0 - X @ X[nxt])
+    return np.array(chosen, np.int64)
