@@ -122,8 +122,9 @@ def train(store: Store, *, C: float = DEFAULT_C, threshold: float | None = None)
     metrics.update(n_train=len(ids), threshold=round(float(threshold), 4), C=C,
                    class_counts={c: int((y == i).sum()) for i, c in enumerate(classes)})
     model_id = save_model(store, LinearModel(classes, coef, intercept, store.backbone, float(threshold)), metrics)
-    if oof is not None:
-        np.save(store.models_dir / f"model-{model_id:05d}.oof.npy", oof)  # out-of-fold probabilities, for review
+    if oof is not None:  # out-of-fold probabilities and the images they belong to: review and the app use them
+        np.save(store.models_dir / f"model-{model_id:05d}.oof.npy", oof)
+        (store.models_dir / f"model-{model_id:05d}.oof.json").write_text(json.dumps({"ids": ids, "labels": names}))
     metrics["model_id"] = model_id
     metrics["classes"] = classes
     return metrics

@@ -275,7 +275,7 @@ def ui(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, help="Por
     typer.echo(f"organizer app: http://{host}:{port}  (store {store_dir}; Ctrl+C to stop)")
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", host,
            "--server.port", str(port), "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
-           "--browser.gatherUsageStats", "false", "--server.maxUploadSize", "20", "--server.headless", "true",
+           "--browser.gatherUsageStats", "false", "--server.maxUploadSize", "20", "--server.headless", "true", "--client.toolbarMode", "viewer",
            "--", "--store", store_dir]
     try:
         raise typer.Exit(subprocess.call(cmd, env={**os.environ, "ORGANIZER_STORE": store_dir}))

@@ -352,14 +352,8 @@ def _project(X: np.ndarray) -> np.ndarray:
 
 # -- training, confusion cells, review ----------------------------------------------------------
 def train_and_predict(lib: Library, **kwargs) -> dict:
-    """Train, remember which images the out-of-fold rows belong to, then predict the library."""
-    store = lib.store
-    labels = store.labels()
-    present = set(store.present_image_ids())
-    ids = sorted(i for i in labels if i in present)  # the order classify.train uses
+    """Train, then predict the library so every page shows the new model's answers."""
     metrics = lib.train(**kwargs)
-    (_cache_dir(store) / f"train-{metrics['model_id']:05d}.json").write_text(
-        json.dumps({"ids": ids, "labels": [labels[i] for i in ids]}))
     lib.predict()
     return metrics
 
@@ -376,10 +370,10 @@ def current_metrics(store: Store) -> dict | None:
 def confusion_images(store: Store, model_id: int, given: str, predicted: str) -> list[str]:
     """Images labeled `given` that the out-of-fold model called `predicted`."""
     row = store.db.execute("SELECT path, classes FROM models WHERE id=?", (model_id,)).fetchone()
-    snap = _cache_dir(store) / f"train-{model_id:05d}.json"
+    snap = store.models_dir / f"{row['path']}.oof.json" if row else None
     oof_path = store.models_dir / f"{row['path']}.oof.npy" if row else None
     if row is None or not snap.exists() or not oof_path.exists():
-        raise StoreError("this model was trained outside the app: train it here to browse the matrix cells")
+        raise StoreError("this model has no out-of-fold predictions (a class had one example): train again with more labels")
     classes = json.loads(row["classes"])
     data = json.loads(snap.read_text())
     oof = np.load(oof_path, allow_pickle=False)

@@ -32,7 +32,8 @@ CALIBRATION_K = 10
 TRAIN_PER_LIST = 64               # k-means training points per inverted list (FAISS wants >= 39)
 SEED = 1234
 
-_LOADED: dict[str, tuple[tuple, object]] = {}
+WIDEN = 8                         # nprobe factor for a query unlike anything calibration saw
+_LOADED: dict[str, tuple[tuple, object, dict]] = {}
 _LOCK = threading.Lock()
 
 
@@ -51,13 +52,18 @@ def n_lists(n: int) -> int:
 
 def build_index(store: Store, *, kind: str | None = None):
     """A fresh index over every present image, streamed shard by shard."""
+    return _build(store, kind)[0]
+
+
+def _build(store: Store, kind: str | None = None) -> tuple[object, dict]:
+    """(index, tuning kept beside it in the JSON sidecar)."""
     from .vectors import count_present, iter_present_vectors
 
     dim = int(store.get_meta("dim") or 1)
     n = count_present(store)
     kind = kind or choose_kind(n, dim)
     if kind == "flat":
-        return _build_flat(iter_present_vectors(store), dim)
+        return _build_flat(iter_present_vectors(store), dim), {}
     return _build_ivf(store, n, dim)
 
 
@@ -95,7 +101,7 @@ def _build_ivf(store: Store, n: int, dim: int, nlist: int | None = None):
     index.by_residual = False  # raw float16 vectors: exactly what the store holds
     index.cp.seed = SEED
     if not train:  # the store changed under us between counting and reading: build exact instead
-        return _build_flat(iter_present_vectors(store), dim)
+        return _build_flat(iter_present_vectors(store), dim), {}
     index.train(np.concatenate(train))
     del train
     stored = np.concatenate(queries)
@@ -112,7 +118,11 @@ def _build_ivf(store: Store, n: int, dim: int, nlist: int | None = None):
         best_s, best_i = _merge_topk(best_s, best_i, Q @ X.T, rowids, CALIBRATION_K)
     half = len(stored)
     index.nprobe = calibrate_nprobe(index, [(Q[:half], best_i[:half]), (Q[half:], best_i[half:])], TARGET_RECALL)
-    return index
+    # A query whose best match scores below what almost every calibration query found (say a
+    # text query, or a photo of something the library lacks) has its neighbours spread thinly
+    # over many lists: query() searches WIDEN times more lists for it.
+    widen_below = float(np.percentile(best_s[half:, 0], 1)) if half else -1.0
+    return index, {"widen_below": widen_below}
 
 
 def _merge_topk(best_s, best_i, scores, rowids, k):
@@ -167,7 +177,7 @@ def describe(index) -> dict:
     return {"kind": "ivf", "nlist": int(ivf.nlist), "nprobe": int(ivf.nprobe)}
 
 
-def save_index(store: Store, index) -> None:
+def save_index(store: Store, index, tuning: dict | None = None) -> None:
     import faiss
 
     path, meta = _paths(store)
@@ -180,8 +190,8 @@ def save_index(store: Store, index) -> None:
     os.replace(tmp, path)
     meta.write_text(json.dumps({"vectors_version": store.vectors_version, "backbone": store.backbone,
                                 "ntotal": int(index.ntotal), "sha256": hashlib.sha256(data).hexdigest(),
-                                **describe(index)}))
-    _remember(store, index)
+                                **describe(index), "tuning": tuning or {}}))
+    _remember(store, index, tuning or {})
 
 
 def _stamp(store: Store):
@@ -194,11 +204,11 @@ def _stamp(store: Store):
     return (store.vectors_version, store.backbone, st.st_size, st.st_mtime_ns, sm.st_mtime_ns)
 
 
-def _remember(store: Store, index) -> None:
+def _remember(store: Store, index, tuning: dict) -> None:
     stamp = _stamp(store)
     with _LOCK:
         if stamp is not None:
-            _LOADED[str(store.root)] = (stamp, index)
+            _LOADED[str(store.root)] = (stamp, index, tuning)
 
 
 def forget(store: Store | None = None) -> None:
@@ -212,13 +222,17 @@ def forget(store: Store | None = None) -> None:
 
 def load_index(store: Store, *, rebuild: bool = True):
     """The saved index if it is intact and current, else a fresh one built from the store."""
+    return _load(store, rebuild=rebuild)[0]
+
+
+def _load(store: Store, *, rebuild: bool = True) -> tuple[object, dict]:
     import faiss
 
     stamp = _stamp(store)
     with _LOCK:
         held = _LOADED.get(str(store.root))
     if held is not None and stamp is not None and held[0] == stamp:
-        return held[1]
+        return held[1], held[2]
     path, meta = _paths(store)
     try:
         info = json.loads(meta.read_text())
@@ -227,15 +241,16 @@ def load_index(store: Store, *, rebuild: bool = True):
                 and hashlib.sha256(data).hexdigest() == info["sha256"]):
             index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
             del data
-            _remember(store, index)
-            return index
+            tuning = info.get("tuning") or {}
+            _remember(store, index, tuning)
+            return index, tuning
     except (OSError, ValueError, KeyError, RuntimeError):
         pass  # missing or damaged cache: rebuild below
     if not rebuild:
-        return None
-    index = build_index(store)
-    save_index(store, index)
-    return index
+        return None, {}
+    index, tuning = _build(store)
+    save_index(store, index, tuning)
+    return index, tuning
 
 
 def query(store: Store, vectors: np.ndarray, k: int = 10, *, exclude: set[str] | None = None
@@ -243,16 +258,22 @@ def query(store: Store, vectors: np.ndarray, k: int = 10, *, exclude: set[str] |
     """For each query vector, up to k (image_id, score) pairs, best first."""
     import faiss
 
-    index = load_index(store)
+    index, tuning = _load(store)
     if index.ntotal == 0:
         return [[] for _ in range(len(vectors))]
     extra = len(exclude or ())
     q = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+    kk = min(k + extra, index.ntotal)
     threads = faiss.omp_get_max_threads()
     if len(q) <= 4:  # one query runs on one thread anyway; idle OpenMP workers only spin
         faiss.omp_set_num_threads(1)
     try:
-        scores, rowids = index.search(q, min(k + extra, index.ntotal))
+        scores, rowids = index.search(q, kk)
+        low = scores[:, 0] < tuning.get("widen_below", -np.inf)
+        ivf = faiss.try_extract_index_ivf(index) if low.any() else None
+        if ivf is not None:
+            params = faiss.SearchParametersIVF(nprobe=min(ivf.nlist, ivf.nprobe * WIDEN))
+            scores[low], rowids[low] = index.search(q[low], kk, params=params)
     finally:
         faiss.omp_set_num_threads(threads)
     by_rowid = {}

@@ -2,6 +2,7 @@
 calibrated nprobe beyond; both agree with exact search, and the cached index follows the store."""
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -76,6 +77,8 @@ def test_forced_ivf_agrees_with_exact_search(store, monkeypatch):
     # scores are cosines of the stored float16 vectors
     assert abs(hits[0][0][1] - 1.0) < 1e-2
 
+    tuning = json.loads((store.root / (search.INDEX_NAME + ".json")).read_text())["tuning"]
+    assert -1.0 <= tuning["widen_below"] <= 1.0
     # the calibrated nprobe survives the round trip through the index file
     search.forget(store)
     again = search.load_index(store, rebuild=False)

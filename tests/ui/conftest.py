@@ -12,7 +12,6 @@ from organizer.library import Library
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "ui" / "app.py"
-ARTIFACTS = ROOT / "test-artifacts"
 
 
 def name_like_a_person(store) -> dict[int, str]:

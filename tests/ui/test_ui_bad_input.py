@@ -35,6 +35,10 @@ def test_image_parameter_with_a_real_id_shows_it(open_app, ui_store):
     assert_clean(at)
     path = lib.store.primary_paths([image_id])[image_id]
     assert any(path in m.value for m in at.markdown)
+    next(b for b in at.button if b.label == "Find similar images").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Search" and "image" not in at.query_params
+    assert sum(c.value.startswith("score") for c in at.caption) == 24
 
 
 @pytest.mark.parametrize("value", ["../1", "999", "one"])

@@ -128,7 +128,7 @@ def _xpath_literal(text: str) -> str:
     return f"'{text}'" if "'" not in text else "concat('" + "', \"'\", '".join(text.split("'")) + "')"
 
 
-def test_name_train_predict_in_a_browser(server, browser):
+def test_name_train_predict_in_a_browser(browser, server):  # browser first: it may skip
     from selenium.webdriver.common.keys import Keys
 
     from organizer.library import Library

@@ -165,3 +165,47 @@ def test_predictions_page_lists_and_filters(open_app, trained_store):
     at.slider(key="pred:floor").set_value(0.99).run()
     assert_clean(at)
     assert "confidence ≥ 99%" in texts(at)
+
+
+def test_empty_store_indexes_a_folder_and_groups_it(open_app, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[2] / "sample_data"
+    folder = tmp_path / "photos"
+    for cls in ("sunflower", "watch"):
+        (folder / cls).mkdir(parents=True)
+        for src in sorted((sample / cls).glob("*.jpg"))[:6]:
+            shutil.copy2(src, folder / cls / src.name)
+    (folder / "watch" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    before = sorted(p.name for p in folder.rglob("*"))
+    at = open_app(tmp_path / "store")
+    at.text_input[0].input(str(folder))
+    at.selectbox[0].set_value("efficientnet-lite0")
+    next(b for b in at.button if b.label == "Index and group").click().run(timeout=180)
+    assert_clean(at)
+    assert at.title[0].value == "Clusters", "indexing ends on the Clusters page"
+    store = Library(tmp_path / "store").store
+    assert store.counts()["images"] == 12 and store.current_clustering_id() is not None
+    assert sorted(p.name for p in folder.rglob("*")) == before, "nothing is written to the image folder"
+    at.switch_page("views/library.py").run()
+    assert_clean(at)
+    failed = at.dataframe[-1].value
+    assert list(failed["file"]) == ["watch/broken.jpg"] and "corrupt" in failed["error"][0]
+
+
+def test_reindex_from_the_library_page(open_app, ui_copy):
+    at = open_app(ui_copy, "views/library.py")
+    next(b for b in at.button if b.label.startswith("Re-index")).click().run(timeout=120)
+    assert_clean(at)
+    assert "160 unchanged" in texts(at)
+
+
+def test_search_by_a_library_image(open_app, ui_store):
+    at = open_app(ui_store, "views/search.py")
+    at.radio(key="search:mode").set_value("An image of the library").run()
+    at.text_input(key="search:find").input("sunflower/image_0001").run()
+    assert_clean(at)
+    scores = [c.value for c in at.caption if c.value.startswith("score")]
+    assert len(scores) == 24
+    assert sum(bool(c.key and c.key.startswith("cb:search:")) for c in at.checkbox) == 24, "results are selectable"

@@ -1,0 +1,89 @@
+"""The organizer app. Started by `organizer ui`:
+
+    streamlit run ui/app.py ... -- --store STORE
+
+The store comes from --store after `--`, else $ORGANIZER_STORE, else the default store."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # pages import `common` from this folder
+    sys.path.insert(0, str(HERE))
+
+import streamlit as st  # noqa: E402
+
+import common  # noqa: E402
+from organizer import curation  # noqa: E402
+from organizer.store import StoreError  # noqa: E402
+
+st.set_page_config(page_title="organizer", page_icon=":material/photo_library:", layout="wide")
+st.set_option("client.toolbarMode", "viewer")  # no "Deploy"/"Clear cache" for people organizing photos
+# Thumbnails in cards are square crops, so rows line up whatever the photos' shapes.
+st.html("<style>[class*='st-key-thumbs'] img {width: 92px; height: 92px; object-fit: cover; border-radius: 4px}"
+        "[class*='st-key-grid'] img {aspect-ratio: 1; object-fit: cover; border-radius: 4px}</style>")
+
+try:
+    lib = common.library()
+except (StoreError, OSError) as e:
+    st.error(f"Cannot open the store {common.store_dir()}: {e}")
+    st.stop()
+
+
+def _close_image() -> None:
+    st.query_params.pop("image", None)
+
+
+def image_panel() -> None:
+    """?image=ID shows one image; anything that is not a known id is refused."""
+    value = st.query_params.get("image")
+    if value is None:
+        return
+    try:
+        info = curation.image_info(lib.store, value)
+    except StoreError as e:
+        st.error(f"Refused the image parameter: {e}.")
+        return
+    with st.container(border=True):
+        left, right = st.columns([1, 3])
+        thumb = curation.thumbnails(lib.store, [info["id"]]).get(info["id"])
+        if thumb:
+            left.image(thumb, width="stretch")
+        right.markdown(f"**{info['path']}**  \n{info['width']}×{info['height']} {info['format']}  \n"
+                       f"cluster: {info['cluster'] if info['cluster'] >= 0 else 'unsorted'}  \n"
+                       f"name: {info['label'] or '—'}  \n"
+                       f"predicted: {info['predicted'] or '—'}"
+                       + (f" ({info['confidence']:.0%})" if info["confidence"] is not None else ""))
+        with right.container(horizontal=True):
+            if st.button("Find similar images", key="similar-image"):
+                st.session_state["search:mode"] = "An image of the library"
+                st.session_state["search:like"] = info["id"]
+                _close_image()
+                st.switch_page("views/search.py")
+            st.button("Close", on_click=_close_image, key="close-image")
+
+
+def navigation():
+    has_images = lib.store.counts()["images"] > 0  # an empty store opens on Library, to index a folder
+    return st.navigation([
+        st.Page("views/library.py", title="Library", icon=":material/photo_library:", default=not has_images),
+        st.Page("views/clusters.py", title="Clusters", icon=":material/category:", default=has_images),
+        st.Page("views/map.py", title="Map", icon=":material/scatter_plot:"),
+        st.Page("views/search.py", title="Search", icon=":material/search:"),
+        st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("views/review.py", title="Review", icon=":material/fact_check:"),
+        st.Page("views/predictions.py", title="Predictions", icon=":material/label:"),
+    ], position="top")
+
+
+with common.run_lock():
+    page = navigation()
+    if st.query_params.get("cluster") is not None:
+        try:
+            curation.check_cluster_id(lib.store, st.query_params["cluster"])
+        except StoreError as e:
+            st.error(f"Refused the cluster parameter: {e}.")
+            del st.query_params["cluster"]
+    image_panel()
+    page.run()

@@ -1,0 +1,149 @@
+"""Shared pieces of the app: the cached Library, thumbnail grids with selection, messages.
+
+Pages stay thin: they lay out widgets and call `organizer` (Library and curation)."""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import streamlit as st
+
+from organizer import curation
+from organizer.library import Library
+from organizer.store import StoreError, default_store_dir
+
+GRID_COLUMNS = 6
+PAGE_SIZE = 48
+
+
+def store_dir() -> str:
+    """--store after `--` (how `organizer ui` starts us), else $ORGANIZER_STORE, else the default."""
+    argv = sys.argv[1:]
+    for i, arg in enumerate(argv):
+        if arg == "--store" and i + 1 < len(argv):
+            return str(Path(argv[i + 1]).expanduser().resolve())
+        if arg.startswith("--store="):
+            return str(Path(arg.split("=", 1)[1]).expanduser().resolve())
+    env = os.environ.get("ORGANIZER_STORE")
+    return str(Path(env).expanduser().resolve() if env else default_store_dir())
+
+
+@st.cache_resource(show_spinner=False)
+def _open(path: str) -> Library:
+    return Library(path, create=True)
+
+
+def library() -> Library:
+    """One Library per store for the whole server: pages and reruns share it (and its models)."""
+    return _open(store_dir())
+
+
+@st.cache_resource(show_spinner=False)
+def run_lock():
+    """Sessions share one SQLite connection; one script run at a time keeps transactions apart."""
+    return threading.RLock()
+
+
+@st.cache_resource(show_spinner="Loading the image model...")
+def _embedder(path: str, backbone: str):
+    return _open(path).embedder()
+
+
+def embedder():
+    lib = library()
+    return _embedder(store_dir(), lib.store.backbone or "")
+
+
+# -- messages that survive the rerun a button causes ------------------------------------------
+def say(message: str, kind: str = "success") -> None:
+    st.session_state.setdefault("_messages", []).append((kind, message))
+
+
+def show_messages() -> None:
+    for kind, message in st.session_state.pop("_messages", []):
+        getattr(st, kind)(message)
+
+
+def act(fn, *args, done: str | None = None, **kwargs):
+    """Run an action from a callback; a StoreError becomes a message, never a traceback."""
+    try:
+        with run_lock():  # callbacks run before the script body, outside app.py's lock
+            result = fn(*args, **kwargs)
+    except StoreError as e:
+        say(str(e), "error")
+        return None
+    if done:
+        say(done.format(result=result))
+    return result
+
+
+# -- selections kept across reruns and pages of a grid -------------------------------------------
+def selection(key: str) -> set[str]:
+    return st.session_state.setdefault(f"sel:{key}", set())
+
+
+def clear_selection(key: str) -> None:
+    st.session_state[f"sel:{key}"] = set()
+    for k in [k for k in st.session_state if isinstance(k, str) and k.startswith(f"cb:{key}:")]:
+        del st.session_state[k]
+
+
+def _toggle(key: str, image_id: str) -> None:
+    chosen = selection(key)
+    if st.session_state.get(f"cb:{key}:{image_id}"):
+        chosen.add(image_id)
+    else:
+        chosen.discard(image_id)
+
+
+def select_all(key: str, ids: list[str]) -> None:
+    selection(key).update(ids)
+    for i in ids:
+        st.session_state[f"cb:{key}:{i}"] = True
+
+
+def pager(n: int, key: str, per_page: int = PAGE_SIZE) -> slice:
+    pages = max(1, -(-n // per_page))
+    if pages == 1:
+        return slice(0, n)
+    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"page:{key}")
+    start = (int(page) - 1) * per_page
+    return slice(start, min(n, start + per_page))
+
+
+def grid(ids: list[str], *, key: str | None = None, captions: dict[str, str] | None = None,
+         columns: int = GRID_COLUMNS) -> None:
+    """Thumbnails by id (never the originals), with a checkbox under each when `key` is given."""
+    thumbs = curation.thumbnails(library().store, ids)
+    chosen = selection(key) if key else set()
+    box = st.container(key=f"grid-{key or 'plain'}")  # the key lets app.py's CSS crop these to squares
+    for row in range(0, len(ids), columns):
+        cols = box.columns(columns)
+        for col, image_id in zip(cols, ids[row:row + columns]):
+            with col:
+                if image_id in thumbs:
+                    st.image(thumbs[image_id], width="stretch")
+                else:
+                    st.caption("(no preview)")
+                if captions and image_id in captions:
+                    st.caption(captions[image_id])
+                if key:
+                    ck = f"cb:{key}:{image_id}"
+                    if ck not in st.session_state:
+                        st.session_state[ck] = image_id in chosen
+                    st.checkbox("select", key=ck, on_change=_toggle, args=(key, image_id),
+                                label_visibility="collapsed")
+
+
+def label_picker(key: str, label: str = "Name") -> None:
+    """One box: pick a name already in use or type a new one (read it with `picked_name`)."""
+    names = [n for n, _ in curation.label_names(library().store)]
+    st.selectbox(label, names, index=None, key=f"{key}:name", accept_new_options=True,
+                 placeholder="choose a name or type a new one")
+
+
+def picked_name(key: str) -> str:
+    """What `label_picker(key)` holds, read from a callback."""
+    return st.session_state.get(f"{key}:name") or ""

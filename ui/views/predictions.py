@@ -1,0 +1,50 @@
+"""Predictions: browse the library by predicted label and confidence; export CSV or JSON."""
+from __future__ import annotations
+
+import streamlit as st
+
+import common
+from organizer import curation
+
+lib = common.library()
+store = lib.store
+
+
+def predict() -> None:
+    with st.spinner("Predicting..."):
+        n = common.act(lib.predict)
+    if n is not None:
+        common.say(f"Predicted {n} images.")
+
+
+st.title("Predictions")
+common.show_messages()
+if store.current_model() is None:
+    st.info("No model yet: name some groups, then train.")
+    st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+counts = curation.prediction_counts(store)
+if not counts:
+    st.button("Predict every image", type="primary", on_click=predict)
+    st.stop()
+
+st.markdown(" · ".join(f"**{name}** {n}" for name, n in counts))
+left, right = st.columns([2, 3])
+label = left.selectbox("Predicted label", [n for n, _ in counts],
+                       format_func=lambda n: f"{n} ({dict(counts)[n]})", key="pred:label")
+floor = right.slider("Confidence at least", 0.0, 1.0, 0.0, 0.05, key="pred:floor")
+rows = curation.predicted(store, label, floor)
+labels = store.labels()
+st.markdown(f"**{len(rows)} images** predicted “{label}” with confidence ≥ {floor:.0%}")
+captions = {r["image_id"]: f"{r['confidence']:.0%}" + (f" · named {labels[r['image_id']]}"
+                                                        if r["image_id"] in labels else "") for r in rows}
+ids = [r["image_id"] for r in rows]
+common.grid(ids[common.pager(len(ids), f"pred:{label}")], captions=captions)
+
+st.subheader("Export")
+st.caption("One row per file: path, cluster, name, prediction, confidence.")
+with st.container(horizontal=True):  # callables: the export is built only when clicked
+    st.download_button("Download CSV", lambda: curation.export_bytes(lib, "csv"), "organizer-export.csv", "text/csv")
+    st.download_button("Download JSON", lambda: curation.export_bytes(lib, "json"), "organizer-export.json",
+                       "application/json")

@@ -1,0 +1,59 @@
+"""Review: the images the model is least sure of; accept its guess or correct it in one click.
+Every answer becomes a label that the next training uses."""
+from __future__ import annotations
+
+import streamlit as st
+
+import common
+from organizer import curation
+
+lib = common.library()
+store = lib.store
+BATCH = 12
+
+
+def answer(image_id: str, name: str) -> None:
+    common.act(curation.accept, store, [image_id], name)
+
+
+def retrain() -> None:
+    with st.spinner("Training..."):
+        m = common.act(curation.train_and_predict, lib)
+    if m:
+        common.say(f"Retrained (model {m['model_id']})"
+                   + (f": accuracy {m['accuracy']:.1%}." if "accuracy" in m else "."))
+
+
+st.title("Review")
+common.show_messages()
+classes = curation.model_classes(store)
+if not classes:
+    st.info("No model yet: name some groups, then train.")
+    st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+since = curation.answers_since_training(store)
+left, right = st.columns([3, 1], vertical_alignment="center")
+left.markdown("Unnamed images the model is least sure of (and rare classes first). Click the right name: "
+              "✓ accepts the guess, any other button corrects it.")
+right.button(f"Retrain with {since} new answers" if since else "Retrain", type="primary" if since else "secondary",
+             on_click=retrain)
+
+queue = curation.review_queue(lib, BATCH)
+if not queue:
+    st.success("Nothing left to review: every predicted image has a name.")
+    st.stop()
+thumbs = curation.thumbnails(store, [r["image_id"] for r in queue])
+cols = st.columns(4)
+for k, row in enumerate(queue):
+    with cols[k % 4].container(border=True):
+        if row["image_id"] in thumbs:
+            st.image(thumbs[row["image_id"]], width="stretch")
+        st.markdown(f"Model says **{row['best']}** ({row['confidence']:.0%})")
+        st.button(f"✓ {row['best']}", key=f"ok:{row['image_id']}", type="primary",
+                  on_click=answer, args=(row["image_id"], row["best"]))
+        with st.container(horizontal=True, gap="small"):
+            for name in classes:
+                if name != row["best"]:
+                    st.button(name, key=f"fix:{row['image_id']}:{name}", on_click=answer,
+                              args=(row["image_id"], name))
