@@ -1,32 +1,14 @@
 """Shared fixtures: real stores built from sample_data through the real CLI."""
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch a model hub
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "sample_data"
-SHARED = ROOT.parent / "shared"
-
-
-def run_cli(*args, check=True, timeout=600) -> subprocess.CompletedProcess:
-    """Run `organizer ARGS` in a fresh process, as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "organizer.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"organizer {' '.join(map(str, args))} failed ({proc.returncode}):\n"
-                             f"{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def truth(path: str) -> str:
-    return path.split("/")[0]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import SAMPLE, run_cli  # noqa: E402
 
 
 @pytest.fixture(scope="session")

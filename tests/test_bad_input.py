@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shutil
 
-from conftest import SAMPLE, run_cli
+from support import SAMPLE, run_cli
 
 
 def test_missing_folder(tmp_path):

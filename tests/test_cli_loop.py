@@ -5,7 +5,7 @@ import collections
 import csv
 import json
 
-from conftest import SAMPLE, run_cli, truth
+from support import SAMPLE, run_cli, truth
 
 
 def name_clusters_like_a_person(store):

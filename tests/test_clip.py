@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from support import run_cli
 
 MODEL = "ViT-S-32-alt"  # a built-in open_clip architecture, small enough to build quickly
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, SAMPLE, run_cli
+from support import ROOT, SAMPLE, run_cli
 
 CLIP_MODEL = "ViT-S-32-alt"  # small built-in open_clip architecture, random weights
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from conftest import run_cli
+from support import run_cli
 from organizer.library import Library
 
 

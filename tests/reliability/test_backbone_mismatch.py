@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import run_cli
+from support import run_cli
 from organizer.classify import TrainError, load_model
 from organizer.library import Library
 
@@ -22,7 +22,7 @@ def test_model_from_another_backbone_is_refused(store_copy, tmp_path):
 
 
 def test_explicit_other_backbone_is_refused(store_copy, tmp_path):
-    from conftest import SAMPLE
+    from support import SAMPLE
 
     before = (store_copy / "organizer.db").stat().st_size
     proc = run_cli("index", SAMPLE, "--store", store_copy, "--backbone", "clip", check=False)

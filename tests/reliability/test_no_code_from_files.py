@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from conftest import run_cli
+from support import run_cli
 from organizer.classify import TrainError, load_model
 from organizer.library import Library
 

@@ -6,7 +6,7 @@ import hashlib
 import os
 import stat
 
-from conftest import run_cli
+from support import run_cli
 
 
 def fingerprint(folder):

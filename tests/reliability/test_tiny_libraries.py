@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import SAMPLE, run_cli
+from support import SAMPLE, run_cli
 
 
 def make_folder(tmp_path, files):

@@ -1,0 +1,26 @@
+"""Helpers shared by the tests (a uniquely named module, so no conftest shadows it)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch a model hub
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+SHARED = ROOT.parent / "shared"
+
+
+def run_cli(*args, check=True, timeout=600) -> subprocess.CompletedProcess:
+    """Run `organizer ARGS` in a fresh process, as a user would."""
+    proc = subprocess.run([sys.executable, "-m", "organizer.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"organizer {' '.join(map(str, args))} failed ({proc.returncode}):\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def truth(path: str) -> str:
+    return path.split("/")[0]
