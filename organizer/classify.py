@@ -62,11 +62,15 @@ def _fit(X, y, C):
 
 
 def learn_threshold(confidence: np.ndarray, correct: np.ndarray) -> float:
-    """Largest confidence below which out-of-fold predictions were right less than half the time."""
+    """Largest confidence below which out-of-fold predictions were right less than half the time.
+
+    The band must hold enough predictions (2% of them, at least 10) to be evidence: one
+    unlucky low-confidence mistake should not turn a class of good answers into 'unknown'."""
     order = np.argsort(confidence)
     c, ok = confidence[order], correct[order].astype(np.float64)
     cum_acc = np.cumsum(ok) / np.arange(1, len(ok) + 1)
-    below = np.nonzero(cum_acc < 0.5)[0]
+    min_band = max(10, int(0.02 * len(ok)))
+    below = np.nonzero(cum_acc[min_band - 1:] < 0.5)[0] + min_band - 1 if len(ok) >= min_band else []
     return float(c[below[-1]]) if len(below) else 0.0
 
 

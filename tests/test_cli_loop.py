@@ -110,3 +110,16 @@ def test_same_seed_same_clusters(store_copy):
     first = {r["path"]: r["cluster"] for r in _export(store_copy)}
     run_cli("cluster", "--store", store_copy)
     assert {r["path"]: r["cluster"] for r in _export(store_copy)} == first
+
+
+def test_unknown_threshold_needs_evidence():
+    import numpy as np
+
+    from organizer.classify import learn_threshold
+
+    conf = np.linspace(0.3, 1.0, 500)
+    correct = np.ones(500, bool)
+    correct[0] = False  # one unlucky mistake is not a pattern
+    assert learn_threshold(conf, correct) == 0.0
+    correct[:60] = np.arange(60) % 3 == 0  # a band of mostly wrong answers is
+    assert 0.3 < learn_threshold(conf, correct) < 0.45
