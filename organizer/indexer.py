@@ -22,6 +22,7 @@ from .store import Store, StoreError, content_hash
 
 FLUSH_EVERY = 512            # images per shard/commit: the unit of progress kept after a crash
 FLUSH_ENV = "ORGANIZER_FLUSH_EVERY"  # override (tests use a small value to interrupt between commits)
+STREAMS_ENV = "ORGANIZER_STREAMS"    # override the number of batches embedded at once
 TASK_FILES = 16              # files per worker task
 CACHE_DIR = "cache"          # under the store: the ONNX export of the backbone (a cache, rebuildable)
 NICE_WORKERS = 5             # decode processes run below the embedding process (see _init_worker)
@@ -252,17 +253,18 @@ def _run_pipeline(store, root, to_read, seen, embedder, report, *, workers, batc
     import multiprocessing as mp
 
     n_workers = workers or default_workers()
+    streams = inference_streams(n_workers)
     if hasattr(embedder, "use_threads") and not os.environ.get("ORGANIZER_THREADS"):
-        # Decode processes and inference share the cores. Inference threads wait on each other
-        # inside every operator, so one descheduled thread stalls them all: inference gets the
-        # cores decoding leaves (2 threads beside 2 decoders on 2 cores measured slower).
-        embedder.use_threads(max(1, (os.cpu_count() or 1) - n_workers))
+        # Throughput comes from independent streams, not from threads inside one operator: those
+        # wait for each other at every operator, so one thread preempted by a decoder (or any
+        # other program) stalls them all.
+        embedder.use_threads(1)
     tasks = [to_read[i:i + TASK_FILES] for i in range(0, len(to_read), TASK_FILES)]
     window = max(4, 2 * n_workers)  # bounded read-ahead keeps memory flat
-    sink = _Sink(store, embedder, seen, report, batch_size)
     done = 0
-    with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(sink.known,)) as pool:
+    with _Sink(store, embedder, seen, report, batch_size, streams) as sink, \
+            ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                initargs=(sink.known,)) as pool:
         futures: list[Future] = []
         next_task = 0
         while next_task < len(tasks) or futures:
@@ -275,35 +277,61 @@ def _run_pipeline(store, root, to_read, seen, embedder, report, *, workers, batc
             done += len(items)
             if progress:
                 progress(done, len(to_read))
-    sink.flush()
+        sink.flush()
 
 
 def default_workers() -> int:
-    """Decode processes: half the cores, at least 2, at most 8; inference gets the rest (at least
-    one thread). Measured on 2 cores: 2 decoders beside 1 inference thread index 12-megapixel
-    JPEGs ~1.3x faster than 1 decoder and small photos as fast; the decoders run niced, so the
-    second one only takes the inference core while inference waits for pixels."""
+    """Decode processes: half the cores, at least 2, at most 8."""
     return min(8, max(2, (os.cpu_count() or 2) // 2))
 
 
+def inference_streams(n_workers: int) -> int:
+    """Batches embedded at once, each on one thread: the cores the decoders leave, at least 2.
+
+    On 2 cores this is 2 decoders and 2 streams. Decoders run niced, so inference comes first
+    and decoding fills the time it leaves; small photos keep both cores on inference, 12 MP
+    JPEGs shift them to decoding. Measured against one stream of 1 or 2 intra-op threads and
+    against 1 decoder: see benchmarks/README.md."""
+    raw = os.environ.get(STREAMS_ENV, "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    return min(8, max(2, (os.cpu_count() or 2) - n_workers))
+
+
 class _Sink:
-    """Embeds decoded images batch by batch as they arrive and commits every FLUSH_EVERY:
-    only one batch of pixels is ever held, and at most FLUSH_EVERY vectors and thumbnails.
+    """Embeds decoded images batch by batch as they arrive and commits every FLUSH_EVERY.
+    Batches run on `streams` threads (ONNX Runtime and PyTorch release the GIL), at most
+    `streams` + 1 batches of pixels exist at once, and at most FLUSH_EVERY vectors and
+    thumbnails wait for a commit.
 
     A commit is one shard plus, in one transaction, the image rows and the file rows of every
     file read since the previous commit, so an interrupted run resumes at the last commit."""
 
-    def __init__(self, store: Store, embedder, seen, report: IndexReport, batch_size: int):
+    def __init__(self, store: Store, embedder, seen, report: IndexReport, batch_size: int, streams: int = 1):
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
         self.store, self.embedder, self.seen, self.report = store, embedder, seen, report
         self.batch_size = batch_size
         self.flush_every = flush_every()
+        self.streams = max(1, streams)
+        self.pool = ThreadPoolExecutor(self.streams, thread_name_prefix="embed")
+        self.inflight: deque = deque()             # (items, future of (vectors, norms)) in submission order
         self.known = store.embedded_image_ids()    # committed vectors
         self.files: list[dict] = []                # file rows waiting for the next commit
-        self.waiting: list[dict] = []              # decoded, not yet embedded
-        self.fresh: dict[str, dict] = {}           # hash -> item embedded (or waiting) since the last commit
+        self.waiting: list[dict] = []              # decoded, not yet submitted
+        self.fresh: dict[str, dict] = {}           # hash -> item embedded (or on its way) since the last commit
         self.vectors: list[np.ndarray] = []
         self.norms: list[np.ndarray] = []
         self.order: list[str] = []                 # hashes in self.vectors' row order
+
+    def __enter__(self) -> "_Sink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for _, fut in self.inflight:
+            fut.cancel()
+        self.pool.shutdown(wait=True)
 
     def add(self, items: list[dict]) -> None:
         for it in items:
@@ -317,13 +345,23 @@ class _Sink:
         while len(self.waiting) >= self.batch_size:
             self._embed(self.batch_size)
         # Renames and copies carry no pixels: commit them now and then too, so a crash loses little.
-        if len(self.order) >= self.flush_every or len(self.files) >= 8 * self.flush_every:
+        if len(self.order) + self.batch_size * len(self.inflight) >= self.flush_every \
+                or len(self.files) >= 8 * self.flush_every:
             self.flush()
 
     def _embed(self, n: int) -> None:
         batch, self.waiting = self.waiting[:n], self.waiting[n:]
-        pixels = self.embedder.preprocess.normalize(np.stack([it.pop("pixels") for it in batch]))
-        v, norms = self.embedder.embed_arrays(pixels)
+        crops = [it.pop("pixels") for it in batch]
+        self.inflight.append((batch, self.pool.submit(self._run, crops)))
+        while len(self.inflight) > self.streams:
+            self._collect()
+
+    def _run(self, crops: list[np.ndarray]):
+        return self.embedder.embed_arrays(self.embedder.preprocess.normalize(np.stack(crops)))
+
+    def _collect(self) -> None:
+        batch, fut = self.inflight.popleft()
+        v, norms = fut.result()
         self.vectors.append(v)
         self.norms.append(norms)
         self.order.extend(it["hash"] for it in batch)
@@ -333,6 +371,8 @@ class _Sink:
 
         while self.waiting:
             self._embed(self.batch_size)
+        while self.inflight:
+            self._collect()
         if not self.files:
             return
         store, report = self.store, self.report

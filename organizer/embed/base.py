@@ -44,6 +44,10 @@ class TowerEmbedder:
         """torch module: (n, 3, H, W) float32 -> (n, dim) features before normalisation."""
         raise NotImplementedError
 
+    def _export_module(self):
+        """What goes to ONNX: the tower, or an equivalent that exports better (see efficientnet.py)."""
+        return self._tower()
+
     def _fingerprint(self) -> str:  # pragma: no cover - overridden
         """Identity of the weights, part of the ONNX cache key."""
         raise NotImplementedError
@@ -67,7 +71,7 @@ class TowerEmbedder:
                     set_threads(self.threads)
                     return bf16_runner(self._tower(), self._reference, first, size)
                 return onnx_runner(cache_dir=self.cache_dir, backbone=self.name, fingerprint=self._fingerprint(),
-                                   size=size, torch_module=self._tower, reference=self._reference, first=first,
+                                   size=size, torch_module=self._export_module, reference=self._reference, first=first,
                                    int8=choice == "onnx-int8", threads=self.threads, micro_batch=self.micro_batch)
             except FallbackError as e:
                 following = order[order.index(choice) + 1]

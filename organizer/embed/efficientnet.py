@@ -53,6 +53,47 @@ def _features_module(model):
     return Features(model).eval()
 
 
+def static_same_padding(module, size: int):
+    """A copy of `module` whose TensorFlow-style "same" convolutions pad by constants.
+
+    timm's Conv2dSame works its padding out from the input shape on every call; exported, that
+    is Shape/Ceil/Pad arithmetic around five convolutions, and the Pads force ONNX Runtime out
+    of its blocked (NCHWc) layout and back, about a quarter of the network's time. The input
+    size is fixed (Preprocess.size), so so is every padding: ONNX Runtime then folds each Pad
+    into its convolution."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from timm.layers.padding import get_same_padding
+
+    class PaddedConv(torch.nn.Module):
+        def __init__(self, conv, pads):
+            super().__init__()
+            self.conv, self.pads = conv, pads
+
+        def forward(self, x):
+            c = self.conv
+            return F.conv2d(F.pad(x, self.pads), c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
+
+    module = copy.deepcopy(module)
+    sizes: dict[str, tuple[int, int]] = {}
+    hooks = [m.register_forward_pre_hook(lambda _m, args, name=name: sizes.__setitem__(name, args[0].shape[-2:]))
+             for name, m in module.named_modules() if type(m).__name__ == "Conv2dSame"]
+    with torch.no_grad():
+        module(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    for name, (ih, iw) in sizes.items():
+        conv = module.get_submodule(name)
+        (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+        ph, pw = get_same_padding(int(ih), kh, sh, dh), get_same_padding(int(iw), kw, sw, dw)
+        parent, _, leaf = name.rpartition(".")
+        setattr(module.get_submodule(parent) if parent else module, leaf,
+                PaddedConv(conv, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)))
+    return module.eval()
+
+
 class EfficientNetLite0(TowerEmbedder):
     name = NAME
     dim = 1280
@@ -79,6 +120,9 @@ class EfficientNetLite0(TowerEmbedder):
         if self._module is None:
             self._module = _features_module(self.model)
         return self._module
+
+    def _export_module(self):
+        return static_same_padding(self._tower(), self.preprocess.size)
 
     def _fingerprint(self) -> str:
         from importlib import metadata

@@ -30,7 +30,7 @@ import numpy as np
 RUNTIME_ENV = "ORGANIZER_RUNTIME"      # auto | onnx | onnx-int8 | torch | torch-bf16
 THREADS_ENV = "ORGANIZER_THREADS"      # inference threads (default: every core)
 RUNTIMES = ("auto", "onnx", "onnx-int8", "torch", "torch-bf16")
-EXPORT_FORMAT = 1                      # bump when the export recipe changes: old cache files are ignored
+EXPORT_FORMAT = 2                      # bump when the export recipe changes: old cache files are ignored
 ONNX_MIN_COSINE = 0.999                # same network, same precision: must agree almost exactly
 REDUCED_MIN_COSINE = 0.99              # bf16 / int8 against fp32
 OPSET = 17
