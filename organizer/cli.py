@@ -283,6 +283,10 @@ def ui(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, help="Por
         raise typer.Exit(0)
 
 
+# Commands of later stages live in their own modules; importing them registers them on `app`.
+from . import cli_learning, cli_maintenance  # noqa: E402,F401
+
+
 def main():
     app(prog_name="organizer")
 

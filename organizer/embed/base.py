@@ -26,9 +26,9 @@ class TowerEmbedder:
 
     @property
     def micro_batch(self) -> int | None:
-        """Images per ONNX Runtime call. EfficientNet-like convnets are memory-bound: 2 images keep
-        activations in cache (about 1.4x the images/s of 32 at once); matrix-heavy towers want
-        whole batches."""
+        """Images per ONNX Runtime call. EfficientNet-like convnets are memory-bound: 1 to 4 images
+        keep activations in cache (about 1.25x the images/s of 32 at once); matrix-heavy towers
+        want whole batches."""
         return 2 if self.family == "convnet" else None
 
     def __init__(self, *, cache_dir: str | Path | None = None, runtime: str | None = None, quiet: bool = False):

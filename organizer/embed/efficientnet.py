@@ -54,18 +54,31 @@ def _features_module(model):
 
 
 def static_same_padding(module, size: int):
-    """A copy of `module` whose TensorFlow-style "same" convolutions pad by constants.
+    """A copy of `module` whose TensorFlow-style "same" convolutions pad by constants, exported
+    as one ONNX Conv with asymmetric `pads`.
 
     timm's Conv2dSame works its padding out from the input shape on every call; exported, that
-    is Shape/Ceil/Pad arithmetic around five convolutions, and the Pads force ONNX Runtime out
-    of its blocked (NCHWc) layout and back, about a quarter of the network's time. The input
-    size is fixed (Preprocess.size), so so is every padding: ONNX Runtime then folds each Pad
-    into its convolution."""
+    is shape arithmetic and a Pad before five convolutions, and each Pad forces ONNX Runtime out
+    of its blocked (NCHWc) layout and back: about a quarter of the network's time. The input
+    size is fixed (Preprocess.size), so every padding is a constant, and ONNX's Conv takes
+    unequal begin/end padding, which PyTorch's Conv2d cannot express."""
     import copy
 
     import torch
     import torch.nn.functional as F
     from timm.layers.padding import get_same_padding
+
+    class SameConv(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, weight, bias, stride, dilation, groups, pads):
+            return F.conv2d(F.pad(x, pads), weight, bias, stride, 0, dilation, groups)
+
+        @staticmethod
+        def symbolic(g, x, weight, bias, stride, dilation, groups, pads):
+            left, right, top, bottom = pads
+            inputs = (x, weight) if bias is None or bias.node().mustBeNone() else (x, weight, bias)
+            return g.op("Conv", *inputs, strides_i=list(stride), dilations_i=list(dilation), group_i=groups,
+                        pads_i=[top, left, bottom, right])
 
     class PaddedConv(torch.nn.Module):
         def __init__(self, conv, pads):
@@ -74,7 +87,7 @@ def static_same_padding(module, size: int):
 
         def forward(self, x):
             c = self.conv
-            return F.conv2d(F.pad(x, self.pads), c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
+            return SameConv.apply(x, c.weight, c.bias, c.stride, c.dilation, c.groups, self.pads)
 
     module = copy.deepcopy(module)
     sizes: dict[str, tuple[int, int]] = {}
