@@ -21,7 +21,8 @@ DATASETS = SHARED / "datasets"
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = Path(os.environ.get("ORGANIZER_BENCH_DIR", "/tmp/organizer-bench"))  # generated data, never in ../shared
 PY = sys.executable
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+USER_CACHE = WORK / "user-cache"  # the per-user ONNX cache the benchmarks see (never ~/.cache)
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "ORGANIZER_USER_CACHE": str(USER_CACHE)}
 
 
 def need(path: Path) -> Path:
@@ -155,7 +156,7 @@ def parse_index(out: str) -> dict:
 
 def fresh_store(path: Path, onnx_from: Path | None = None) -> Path:
     """An empty store directory; with `onnx_from`, the ONNX cache of another store is copied in
-    (a warm start: what every index after the first one on a machine sees)."""
+    (what the per-user cache gives every store after the first one on a machine)."""
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     if onnx_from is not None and (onnx_from / "cache" / "onnx").exists():

@@ -69,7 +69,7 @@ def index(folder: str = typer.Argument(..., help="Folder of images (never writte
           backbone: str = typer.Option("auto", help="auto | efficientnet-lite0 | clip[:MODEL[:PRETRAINED_OR_FILE]]"),
           workers: Optional[int] = typer.Option(None, help="Decode processes (default: cores - 1)."),
           allow_missing: bool = typer.Option(False, help="Accept that most indexed files disappeared."),
-          follow_links: bool = typer.Option(False, help="Follow symlinks that stay inside the folder."),
+          follow_links: bool = typer.Option(False, help="Follow symlinks, also those leading outside the folder (each folder is entered once, so loops end)."),
           max_pixels: Optional[int] = typer.Option(None, help="Refuse images with more pixels than this."),
           show_errors: int = typer.Option(10, help="How many failed files to list.")):
     """Index a folder: decode and embed new or changed images (incremental)."""
@@ -150,15 +150,31 @@ def label(paths: List[str] = typer.Argument(..., help="Paths relative to the ind
 @app.command()
 @guarded
 def train(store: Optional[str] = StoreOpt, threshold: Optional[float] = typer.Option(
-        None, help="Confidence below which a prediction is 'unknown' (default: learned).")):
+        None, help="Confidence below which a prediction is 'unknown' (default: learned)."),
+          class_threshold: Optional[List[str]] = typer.Option(
+              None, "--class-threshold", help="CLASS=VALUE: 'unknown' threshold for one class (repeatable)."),
+          force: bool = typer.Option(False, "--force", help="Make the new model current even if it scores lower.")):
     """Train a classifier on the labeled images and print cross-validated metrics."""
     lib = open_library(store)
+    for item in class_threshold or []:
+        cls, _, value = item.rpartition("=")
+        try:
+            lib.set_class_threshold(cls.strip() or fail(f"--class-threshold {item!r}: expected CLASS=VALUE"),
+                                    float(value))
+        except ValueError:
+            fail(f"--class-threshold {item!r}: VALUE must be a number between 0 and 1")
     with _stderr_console().status("training..."):
-        m = lib.train(threshold=threshold)
-    typer.echo(f"model {m['model_id']}: {m['n_train']} labeled images, {len(m['classes'])} classes")
+        m = lib.train(threshold=threshold, force=force)
+    typer.echo(f"model {m['model_id']}: {m['n_train']} labeled images ({m['n_person']} by a person), "
+               f"{len(m['classes'])} classes")
+    typer.echo(("current: " if m["current"] else "not current: ") + m["decision"])
     if "accuracy" in m:
         typer.echo(f"cross-validated ({m['folds']}-fold): accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
                    f"unknown below confidence {m['threshold']:.2f}")
+        cal = m.get("calibration", {})
+        if "ece_before" in cal:
+            typer.echo(f"calibration: temperature {cal['temperature']:.2f}; expected calibration error on held-out "
+                       f"images {cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after")
         width = max(len(c) for c in m["classes"])
         typer.echo(f"{'class':<{width}}  precision  recall  support")
         for c, s in m["per_class"].items():
@@ -196,9 +212,11 @@ def predict(files: Optional[List[str]] = typer.Argument(None, help="Image files 
 @app.command()
 @guarded
 def review(store: Optional[str] = StoreOpt, limit: int = typer.Option(20, "--limit", help="How many images."),
+           strategy: str = typer.Option("auto", envvar="ORGANIZER_REVIEW_STRATEGY",
+                                        help="auto (uncertain, diverse, rare classes) or random (a spot check)."),
            as_json: bool = typer.Option(False, "--json")):
-    """Unlabeled images worth labeling next (uncertain, diverse, rare classes)."""
-    items = open_library(store).review(limit)
+    """Images no person has labeled yet that are worth labeling next."""
+    items = open_library(store).review(limit, strategy=strategy)
     if as_json:
         typer.echo(json.dumps(items, indent=1))
         return
@@ -292,4 +310,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m organizer.cli` runs this file as __main__, a second copy of the module; the stage
+    # modules registered their commands on the package's `app`, so run that one
+    from organizer.cli import main as package_main
+
+    package_main()

@@ -26,6 +26,7 @@ All-identical vectors form one cluster.
 """
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -65,40 +66,52 @@ class UMAPReducer:
     """Thin seeded wrapper over umap.UMAP that fits on at most ``max_fit`` rows."""
 
     def __init__(self, n_components=10, n_neighbors=15, min_dist=0.0, metric="cosine",
-                 random_state=0, max_fit=50_000):
+                 random_state=0, max_fit=50_000, pca_dims=128, pca_min_rows=20_000):
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
         self.metric = metric
         self.random_state = random_state
         self.max_fit = max_fit
+        self.pca_dims = pca_dims
+        self.pca_min_rows = pca_min_rows
 
     def fit(self, X):
         import umap  # heavy (numba): imported only when used
         X = np.asarray(X, dtype=np.float32)  # no copy of the full matrix: only samples/chunks
         n = len(X)
+        started = time.perf_counter()
         idx = _sample_indices(n, self.max_fit, self.random_state or 0)
         m = len(idx)
-        self.reducer_ = umap.UMAP(
-            n_components=int(min(self.n_components, max(1, m - 2))),
-            n_neighbors=int(min(self.n_neighbors, max(2, m - 1))),
-            min_dist=self.min_dist, metric=self.metric, random_state=self.random_state,
-            # spectral init needs n_components + 1 < m; random init always works
-            init="spectral" if m > 4 * self.n_components else "random",
-        )
-        with warnings.catch_warnings():  # "n_jobs overridden by random_state": expected, seeded on purpose
-            warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
-            Xs = self._prep(X[idx])
-            fitted = self.reducer_.fit_transform(Xs).astype(np.float32)
-        self.fit_indices_ = idx
-        self.fit_embedding_ = fitted
-        # out-of-sample search space: PCA of the sample (<=128-d) keeps kNN cheap at 1M rows
+        Xs = self._prep(X[idx])
+        # PCA of the sample (<= pca_dims): UMAP's neighbour graph and the out-of-sample kNN work
+        # there. On unit vectors euclidean distance orders like cosine, and 128 components keep
+        # the neighbourhoods while each distance costs a tenth of 1280-d.
         self.mean_ = Xs.mean(axis=0)
-        k = int(min(128, X.shape[1], m))
+        exact = bool(self.pca_dims) and self.metric == "cosine" and m >= self.pca_min_rows
+        k = int(min(self.pca_dims or 128, X.shape[1], m))
         self.components_ = np.linalg.svd(Xs[:4096 * 4] - self.mean_, full_matrices=False)[2][:k].astype(np.float32) \
             if m > k else np.eye(X.shape[1], dtype=np.float32)
         self.fit_projected_ = self._project(Xs)
+        n_neighbors = int(min(self.n_neighbors, max(2, m - 1)))
+        self.reducer_ = umap.UMAP(
+            n_components=int(min(self.n_components, max(1, m - 2))),
+            n_neighbors=n_neighbors, min_dist=self.min_dist,
+            metric="euclidean" if exact else self.metric, random_state=self.random_state,
+            # spectral init needs n_components + 1 < m; random init always works
+            init="spectral" if m > 4 * self.n_components else "random",
+            # exact neighbours from faiss (multi-threaded, deterministic) instead of UMAP's
+            # single-threaded nearest-neighbour descent; umap needs no search index for fit
+            precomputed_knn=self._exact_knn(n_neighbors) if exact and m > 4096 else (None, None, None),
+        )
+        with warnings.catch_warnings():  # "n_jobs overridden by random_state": expected, seeded on purpose
+            warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*precomputed_knn.*", category=UserWarning)
+            fitted = self.reducer_.fit_transform(self.fit_projected_ if exact else Xs).astype(np.float32)
+        self.fit_indices_ = idx
+        self.fit_embedding_ = fitted
         self._index = None
+        self.fit_seconds_ = time.perf_counter() - started
         emb = np.empty((n, fitted.shape[1]), dtype=np.float32)
         emb[idx] = fitted
         rest = np.setdiff1d(np.arange(n), idx, assume_unique=True)
@@ -106,6 +119,16 @@ class UMAPReducer:
             emb[rest[i:i + _CHUNK]] = self.transform(X[rest[i:i + _CHUNK]])
         self.embedding_ = emb
         return self
+
+    def _exact_knn(self, k):
+        """(indices, distances, None) of each sample row's k nearest rows, itself first."""
+        index = _knn_index(self.fit_projected_)
+        dist = np.empty((len(self.fit_projected_), k), dtype=np.float32)
+        nbr = np.empty((len(self.fit_projected_), k), dtype=np.int64)
+        for i in range(0, len(dist), _CHUNK):
+            d, j = _knn_query(index, self.fit_projected_[i:i + _CHUNK], k)
+            dist[i:i + _CHUNK], nbr[i:i + _CHUNK] = np.sqrt(np.maximum(d, 0)), j
+        return nbr, dist, None
 
     def _prep(self, X):
         X = np.asarray(X, dtype=np.float32)
@@ -201,6 +224,8 @@ def default_params(n: int, max_fit: int = 50_000) -> dict:
     n_fit = min(n, max_fit)
     return {
         "n_components": 10, "n_neighbors": 15, "min_dist": 0.0, "metric": "cosine",
+        "pca_dims": 128,               # fits of >= pca_min_rows rows: UMAP's graph from exact
+        "pca_min_rows": 20_000,        # kNN in a 128-d PCA (below, UMAP's own in full dims)
         "max_fit": max_fit,
         "cluster_selection_method": "auto",
         "min_cluster_size": max(5, round(0.02 * n_fit)),
@@ -296,18 +321,33 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
         p["selection_used"] = "none: identical vectors"
         return result(np.zeros(n), np.zeros(n), np.ones(n))
 
-    E = UMAPReducer(n_components=p["n_components"], n_neighbors=p["n_neighbors"],
-                    min_dist=p["min_dist"], metric=p["metric"], random_state=seed,
-                    max_fit=p["max_fit"]).fit_transform(X)
+    clock = time.perf_counter()
+    timings = p["timings_s"] = {}  # per stage, kept with the clustering's parameters
+
+    def lap(stage):
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = round(now - clock, 2)
+        clock = now
+
+    reducer = UMAPReducer(n_components=p["n_components"], n_neighbors=p["n_neighbors"],
+                          min_dist=p["min_dist"], metric=p["metric"], random_state=seed,
+                          max_fit=p["max_fit"], pca_dims=p["pca_dims"],
+                          pca_min_rows=p["pca_min_rows"])
+    E = reducer.fit_transform(X)
+    timings["umap_fit"] = round(reducer.fit_seconds_, 2)
+    lap("umap")
     hc = HDBSCANClusterer(min_cluster_size=p["min_cluster_size"], min_samples=p["min_samples"],
                           cluster_selection_method=p["cluster_selection_method"],
                           leaf_min_cluster_size=p["leaf_min_cluster_size"],
                           min_eom_clusters=p["min_eom_clusters"],
                           cluster_selection_epsilon=p["cluster_selection_epsilon"],
                           max_fit=p["max_fit"], random_state=seed).fit(E)
+    lap("hdbscan")
     p.update(selection_used=hc.selection_used_, eom_clusters=hc.eom_clusters_)
     core = hc.labels_
     labels, share = _place_remainder(E, core, p["place_k"], p["place_threshold"])
+    lap("placement")
     probs = np.where(core >= 0, hc.probabilities_, share)
     labels, core = _renumber(labels, core)
     return result(labels, core, probs)

@@ -358,6 +358,16 @@ def train_and_predict(lib: Library, **kwargs) -> dict:
     return metrics
 
 
+def use_model(lib: Library, model_id: int) -> int:
+    """Make a model version current and re-predict, so every page shows its answers."""
+    lib.use_model(model_id)
+    return lib.predict()
+
+
+def label_issues(lib: Library, n: int = 24) -> list[dict]:
+    return lib.label_issues(n)
+
+
 def current_metrics(store: Store) -> dict | None:
     row = store.current_model()
     if row is None:
@@ -388,8 +398,8 @@ def review_queue(lib: Library, n: int = 24) -> list[dict]:
     """Unnamed images worth asking about next: the Library's active-learning queue when it has
     one, else the smallest top-1/top-2 margins. Each: image_id, best (the guess), confidence."""
     if hasattr(lib, "review"):
-        return [{"image_id": r["image_id"], "best": r["predicted"], "confidence": r["confidence"]}
-                for r in lib.review(n)]
+        return [{"image_id": r["image_id"], "best": r["predicted"], "confidence": r["confidence"],
+                 "runner_up": r.get("runner_up"), "label": r.get("label")} for r in lib.review(n, include_named=False)]
     rows = lib.store.db.execute(
         "SELECT p.image_id, p.best, p.confidence FROM predictions p "
         "LEFT JOIN labels l ON l.image_id = p.image_id WHERE l.image_id IS NULL "

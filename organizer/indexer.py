@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
+import stat
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .store import Store, StoreError, content_hash
+from .store import Store, StoreError, content_hash, disk_full_guard
 
 FLUSH_EVERY = 512            # images per shard/commit: the unit of progress kept after a crash
 FLUSH_ENV = "ORGANIZER_FLUSH_EVERY"  # override (tests use a small value to interrupt between commits)
@@ -48,29 +50,39 @@ class IndexReport:
     embedded: int = 0
     errors: int = 0
     missing: int = 0
+    healed: int = 0          # images whose vector file was damaged, re-embedded from their files
     seconds: float = 0.0
     error_files: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         return (f"{self.scanned} files: {self.embedded} embedded, {self.reused} reused, {self.unchanged} unchanged, "
                 f"{self.errors} failed, {self.missing} missing ({self.seconds:.1f}s, backbone {self.backbone}"
-                + (f" on {self.runtime})" if self.runtime else ")"))
+                + (f" on {self.runtime})" if self.runtime else ")")
+                + (f"; {self.healed} images had a damaged vector file and were re-read" if self.healed else ""))
 
 
 # -- scanning -------------------------------------------------------------------------
 def scan(root: Path, *, follow_links: bool = False, exclude: Path | None = None) -> Iterator[tuple[str, int, int]]:
     """Yield (relative path, size, mtime_ns) of files with a supported extension.
 
-    Symlinked directories are not entered unless `follow_links`; even then a directory is
-    entered once (by inode), so link loops terminate, and links leading outside `root`
-    are skipped."""
+    Symlinks are skipped unless `follow_links`; then they are followed wherever they lead
+    (also out of `root`: that is what asking means), but every directory is entered once (by
+    device and inode), so link loops terminate. The real tree is walked before any linked
+    directory, so a file reachable both ways keeps its real path. Broken links are skipped.
+    Names are yielded as the OS gives them (see `escape_name` for those not valid UTF-8)."""
     from .decode import SUPPORTED_EXTENSIONS
 
     root = root.resolve()
     seen_dirs: set[tuple[int, int]] = set()
-    stack = [root]
-    while stack:
-        folder = stack.pop()
+    if exclude is not None:
+        try:
+            st = exclude.stat()
+            seen_dirs.add((st.st_dev, st.st_ino))  # never index the store, however it is reached
+        except OSError:
+            pass
+    stack, linked = [(root, "")], []
+    while stack or linked:
+        folder, rel_dir = stack.pop() if stack else linked.pop(0)
         try:
             st = folder.stat()
             if (st.st_dev, st.st_ino) in seen_dirs:
@@ -82,27 +94,41 @@ def scan(root: Path, *, follow_links: bool = False, exclude: Path | None = None)
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            path = Path(entry.path)
-            if exclude is not None and path == exclude:
-                continue
+            rel = rel_dir + entry.name
             try:
                 is_link = entry.is_symlink()
-                if is_link:
-                    if not follow_links:
-                        continue
-                    target = path.resolve()
-                    if root not in target.parents and target != root:
-                        continue
-                if entry.is_dir(follow_symlinks=follow_links):
-                    stack.append(path)
+                if is_link and not follow_links:
+                    continue
+                if entry.is_dir(follow_symlinks=True):
+                    (linked if is_link else stack).append((Path(entry.path), rel + "/"))
                     continue
                 if os.path.splitext(entry.name)[1].lower() not in SUPPORTED_EXTENSIONS:
                     continue
                 st = entry.stat(follow_symlinks=True)
             except OSError:
                 continue  # broken link or vanished file
-            rel = path.relative_to(root).as_posix()
+            if not stat_is_file(st):
+                continue
             yield rel, st.st_size, st.st_mtime_ns
+
+
+def stat_is_file(st: os.stat_result) -> bool:
+    return stat.S_ISREG(st.st_mode)  # not a FIFO or device named .jpg (reading one would block)
+
+
+BAD_NAME_ERROR = ("file name is not valid UTF-8, so it cannot be stored or typed back; rename it "
+                  "(e.g. with convmv) and run `organizer index` again")
+
+
+def escape_name(rel: str) -> str:
+    """`rel` itself when it is valid UTF-8, else a printable form with the undecodable bytes
+    as \\xNN. SQLite TEXT must be UTF-8, and a name that cannot be typed back cannot be labeled
+    by path, so such a file is recorded as an error under this form, asking for a rename."""
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:
+        return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
 # -- reading and decoding (runs in worker processes) ---------------------------------
@@ -150,6 +176,41 @@ def read_files(root: str, rels: list[str], preprocess, thumb_size: int, max_pixe
 
 
 # -- the pipeline ----------------------------------------------------------------------
+STALE_TEMP_SECONDS = 600
+_PID_TEMP = re.compile(r"\.(\d+)(?:\.json)?\.tmp$")  # what embed.runtime writes before its renames
+
+
+def remove_stale_temps(folder: Path, *, min_age: float = STALE_TEMP_SECONDS) -> int:
+    """Delete `NAME.<pid>.tmp` files of an ONNX export that was killed (each as large as the
+    network). Only when that process is gone and the file has not changed for `min_age`
+    seconds: an export running now (another command, another machine sharing the store) keeps
+    its file, and losing it would mark ONNX as failed for this store."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    now = time.time()
+    for entry in entries:
+        m = _PID_TEMP.search(entry.name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # that process still runs
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError, ValueError):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime >= min_age:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 class StoreLock:
     """One indexer per store at a time (readers are never blocked)."""
 
@@ -191,17 +252,23 @@ def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "au
                  progress: Callable[[int, int], None] | None = None) -> IndexReport:
     from .embed import get_embedder
     from .embed.registry import canonical
-    from .vectors import remove_orphans
+    from .vectors import heal_shards, remove_orphans
 
     started = time.time()
     report = IndexReport()
     root = check_folder(store, Path(folder).expanduser())
-    with StoreLock(store):
+    with StoreLock(store), disk_full_guard(store, "the store"):
         remove_orphans(store)
+        remove_stale_temps(store.root / CACHE_DIR / "onnx")
+        healed = heal_shards(store)  # a missing or truncated shard: its images are read again below
         known_files = store.files_by_path()
         seen: dict[str, tuple[int, int]] = {}
+        bad_names: set[str] = set()
         for rel, size, mtime in scan(root, follow_links=follow_links, exclude=store.root):
-            seen[rel] = (size, mtime)
+            safe = escape_name(rel)
+            if safe != rel:
+                bad_names.add(safe)
+            seen[safe] = (size, mtime)
         report.scanned = len(seen)
         present_before = [p for p, f in known_files.items() if f.status == "ok"]
         vanished = [p for p in present_before if p not in seen]
@@ -238,7 +305,9 @@ def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "au
 
         if to_read:
             _run_pipeline(store, root, to_read, seen, embedder, report, workers=workers, batch_size=batch_size,
-                          max_pixels=max_pixels, thumb_size=thumb_size, progress=progress)
+                          max_pixels=max_pixels, thumb_size=thumb_size, progress=progress, bad_names=bad_names,
+                          previous={p: f.image_id for p, f in known_files.items()})
+        report.healed = healed
     report.errors = store.counts()["error"]
     report.error_files = [(r[0], r[1]) for r in store.db.execute(
         "SELECT path, error FROM files WHERE status='error' ORDER BY path")]
@@ -249,7 +318,7 @@ def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "au
 
 
 def _run_pipeline(store, root, to_read, seen, embedder, report, *, workers, batch_size, max_pixels, thumb_size,
-                  progress):
+                  progress, bad_names=frozenset(), previous=None):
     import multiprocessing as mp
 
     n_workers = workers or default_workers()
@@ -259,12 +328,15 @@ def _run_pipeline(store, root, to_read, seen, embedder, report, *, workers, batc
         # wait for each other at every operator, so one thread preempted by a decoder (or any
         # other program) stalls them all.
         embedder.use_threads(1)
+    unreadable = [{"path": rel, "error": f"{rel}: {BAD_NAME_ERROR}"} for rel in to_read if rel in bad_names]
+    to_read = [rel for rel in to_read if rel not in bad_names]
     tasks = [to_read[i:i + TASK_FILES] for i in range(0, len(to_read), TASK_FILES)]
     window = max(4, 2 * n_workers)  # bounded read-ahead keeps memory flat
     done = 0
-    with _Sink(store, embedder, seen, report, batch_size, streams) as sink, \
+    with _Sink(store, embedder, seen, report, batch_size, streams, previous or {}) as sink, \
             ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                 initargs=(sink.known,)) as pool:
+        sink.add(unreadable)
         futures: list[Future] = []
         next_task = 0
         while next_task < len(tasks) or futures:
@@ -307,13 +379,15 @@ class _Sink:
     A commit is one shard plus, in one transaction, the image rows and the file rows of every
     file read since the previous commit, so an interrupted run resumes at the last commit."""
 
-    def __init__(self, store: Store, embedder, seen, report: IndexReport, batch_size: int, streams: int = 1):
+    def __init__(self, store: Store, embedder, seen, report: IndexReport, batch_size: int, streams: int = 1,
+                 previous: dict[str, str | None] | None = None):
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
         self.store, self.embedder, self.seen, self.report = store, embedder, seen, report
-        self.batch_size = batch_size
+        self.previous = previous or {}             # path -> image it pointed at before this run
         self.flush_every = flush_every()
+        self.batch_size = min(batch_size, self.flush_every)  # a commit never waits for more than it holds
         self.streams = max(1, streams)
         self.pool = ThreadPoolExecutor(self.streams, thread_name_prefix="embed")
         self.inflight: deque = deque()             # (items, future of (vectors, norms)) in submission order
@@ -334,20 +408,22 @@ class _Sink:
         self.pool.shutdown(wait=True)
 
     def add(self, items: list[dict]) -> None:
+        # Item by item, not task by task: a commit holds at most FLUSH_EVERY new vectors even
+        # when that is smaller than a worker task (TASK_FILES).
         for it in items:
             self.files.append(it)
             if "pixels" in it and it["hash"] not in self.known and it["hash"] not in self.fresh:
                 self.fresh[it["hash"]] = it
                 self.waiting.append(it)
+                if len(self.waiting) >= self.batch_size:
+                    self._embed(self.batch_size)
             else:
                 it.pop("pixels", None)
                 it.pop("thumb", None)
-        while len(self.waiting) >= self.batch_size:
-            self._embed(self.batch_size)
-        # Renames and copies carry no pixels: commit them now and then too, so a crash loses little.
-        if len(self.order) + self.batch_size * len(self.inflight) >= self.flush_every \
-                or len(self.files) >= 8 * self.flush_every:
-            self.flush()
+            # Renames and copies carry no pixels: commit them now and then too, so a crash loses little.
+            if len(self.order) + self.batch_size * len(self.inflight) >= self.flush_every \
+                    or len(self.files) >= 8 * self.flush_every:
+                self.flush()
 
     def _embed(self, n: int) -> None:
         batch, self.waiting = self.waiting[:n], self.waiting[n:]
@@ -376,10 +452,13 @@ class _Sink:
         if not self.files:
             return
         store, report = self.store, self.report
-        shard = write_shard(store, np.concatenate(self.vectors)) if self.order else None
         norms = np.concatenate(self.norms) if self.order else np.zeros(0)
         now = time.time()
         with store.transaction():
+            # The shard's row commits with the rows that use it: a crash before COMMIT leaves at
+            # most a shard file nothing records (removed by the next run), never a recorded
+            # shard that no image points at.
+            shard = write_shard(store, np.concatenate(self.vectors)) if self.order else None
             store.db.executemany(
                 "INSERT INTO images(id, width, height, format, shard, shard_row, feature_norm, thumbnail, created_at) "
                 "VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET shard=excluded.shard, "
@@ -393,7 +472,14 @@ class _Sink:
                     rows.append((it["path"], it.get("hash"), size, mtime, "error", it["error"], now))
                     continue
                 rows.append((it["path"], it["hash"], size, mtime, "ok", None, now))
-                if self.fresh.get(it["hash"]) is not it:  # its content was embedded before (copy, rename)
+                if self.fresh.get(it["hash"]) is it:
+                    continue  # counted as embedded
+                # Not embedded by this file: a copy or rename of known content (or of a file
+                # embedded a moment ago in this run), unless the path already held exactly this
+                # content (touched, or back after going missing): then nothing changed.
+                if self.previous.get(it["path"]) == it["hash"]:
+                    report.unchanged += 1
+                else:
                     report.reused += 1
             store.db.executemany(
                 "INSERT INTO files(path, image_id, size, mtime_ns, status, error, last_seen) VALUES(?,?,?,?,?,?,?) "

@@ -154,6 +154,26 @@ class Library:
 
         return train(self.store, **kwargs)
 
+    def models(self) -> list[dict]:
+        from .versions import list_versions
+
+        return list_versions(self.store)
+
+    def use_model(self, model_id: int) -> None:
+        from .versions import use_version
+
+        use_version(self.store, model_id)
+
+    def set_class_threshold(self, name: str, value: float | None) -> dict:
+        from .classify import set_class_threshold
+
+        return set_class_threshold(self.store, name, value)
+
+    def label_issues(self, limit: int | None = None, everything: bool = False) -> list[dict]:
+        from .label_errors import find_label_errors
+
+        return find_label_errors(self.store, limit=limit, everything=everything)
+
     def predict(self) -> int:
         from .classify import predict_store
 
@@ -186,29 +206,44 @@ class Library:
                 for f, (label, best, conf, _) in zip(ok, model.predict(vectors))]
         return rows, errors
 
-    def review(self, limit: int = 20) -> list[dict]:
-        """Unlabeled images worth asking about next, with the current model's guess."""
-        from .classify import load_model
-        from .review import select
+    def review(self, limit: int = 20, strategy: str = "auto", *, include_named: bool = True) -> list[dict]:
+        """Images no person has labeled yet that are worth asking about next, with the current model's guess.
+
+        include_named=False leaves out images that carry a cluster name too (only unnamed ones)."""
+        from .classify import PERSON_SOURCES, load_model
+        from .review import STRATEGIES, select, select_random
         from .vectors import load_vectors
 
+        if strategy not in STRATEGIES:
+            raise StoreError(f"unknown review strategy {strategy!r}: use {' or '.join(STRATEGIES)}")
         model = load_model(self.store)
-        labels = self.store.labels()
-        ids = [i for i in self.store.present_image_ids() if i not in labels]
-        if not ids:
+        rows = {r[0]: (r[1], r[2]) for r in self.store.db.execute("SELECT image_id, name, source FROM labels")}
+        person = {i for i, (_, src) in rows.items() if src in PERSON_SOURCES}
+        skip = person if include_named else set(rows)
+        ids = [i for i in self.store.present_image_ids() if i not in skip]
+        if not ids or limit <= 0:
             return []
-        _, X = load_vectors(self.store, ids)
-        proba = model.predict_proba(X)
-        counts = collections.Counter(labels.values())
-        class_counts = np.array([counts.get(c, 0) for c in model.classes], np.float64)
-        picked = select(X, proba, class_counts, limit)
+        if strategy == "random":  # seeded by the number of answers so far: reproducible, new each round
+            picked = select_random(len(ids), limit, seed=len(person))
+            _, X = load_vectors(self.store, [ids[i] for i in picked])
+            proba, ids = model.predict_proba(X), [ids[i] for i in picked]
+            picked = np.arange(len(ids))
+        else:
+            _, X = load_vectors(self.store, ids)
+            proba = model.predict_proba(X)
+            counts = collections.Counter(rows[i][0] for i in person)
+            class_counts = np.array([counts.get(c, 0) for c in model.classes], np.float64)
+            picked = select(X, proba, class_counts, limit)
         paths = self.store.primary_paths([ids[i] for i in picked])
         out = []
         for i in picked:
             order = np.argsort(-proba[i])
+            second = float(proba[i, order[1]]) if len(order) > 1 else 0.0
             out.append({"path": paths[ids[i]], "image_id": ids[i], "predicted": model.classes[order[0]],
                         "confidence": round(float(proba[i, order[0]]), 4),
-                        "runner_up": model.classes[order[1]] if len(order) > 1 else None})
+                        "runner_up": model.classes[order[1]] if len(order) > 1 else None,
+                        "margin": round(float(proba[i, order[0]]) - second, 4),
+                        "label": rows.get(ids[i], (None,))[0]})
         return out
 
     # -- search -------------------------------------------------------------------
@@ -251,12 +286,17 @@ class Library:
         return [(paths.get(i, ""), i, round(s, 4)) for i, s in hits]
 
     # -- export -------------------------------------------------------------------
-    COLUMNS = ["path", "image_id", "cluster", "label", "label_source", "predicted", "confidence", "width", "height"]
+    COLUMNS = ["path", "image_id", "cluster", "label", "label_source", "predicted", "confidence", "width", "height",
+               "tags", "predicted_tags"]
 
     def export_rows(self) -> list[dict]:
         clusters = self.store.cluster_assignments()
         labels = {r[0]: (r[1], r[2]) for r in self.store.db.execute("SELECT image_id, name, source FROM labels")}
         preds = {r[0]: (r[1], r[2]) for r in self.store.db.execute("SELECT image_id, label, confidence FROM predictions")}
+        from .tags import export_columns
+
+        no_tags = {"tags": "", "predicted_tags": ""}
+        tags = export_columns(self.store)
         rows = []
         for path, image_id, width, height in self.store.db.execute(
                 "SELECT f.path, f.image_id, i.width, i.height FROM files f JOIN images i ON i.id = f.image_id "
@@ -265,7 +305,8 @@ class Library:
             pred, conf = preds.get(image_id, ("", None))
             rows.append({"path": path, "image_id": image_id, "cluster": clusters.get(image_id, (-1, 0))[0],
                          "label": label, "label_source": source, "predicted": pred,
-                         "confidence": "" if conf is None else round(conf, 4), "width": width, "height": height})
+                         "confidence": "" if conf is None else round(conf, 4), "width": width, "height": height,
+                         **tags.get(image_id, no_tags)})
         return rows
 
     def export(self, fmt: str, out: str | os.PathLike) -> int:

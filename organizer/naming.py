@@ -37,6 +37,9 @@ def _top(scores: np.ndarray, names: list[str], k: int = TOP) -> list[tuple[str, 
     return [(names[i], round(float(scores[i]), 4)) for i in order]
 
 
+MAX_NAMING_SAMPLE = 2000  # members per cluster whose ImageNet predictions are averaged
+
+
 def suggest(embedder, vectors: np.ndarray, norms: np.ndarray, labels: np.ndarray) -> dict[int, list]:
     """{cluster: [(name, score), ...]} for every cluster id >= 0 in `labels`."""
     clusters = sorted(int(c) for c in set(labels.tolist()) if c >= 0)
@@ -54,8 +57,11 @@ def suggest(embedder, vectors: np.ndarray, norms: np.ndarray, labels: np.ndarray
     weight, bias = embedder.head()
     names = imagenet_classes()
     out = {}
+    rng = np.random.default_rng(0)
     for c in clusters:
-        member = labels == c
+        member = np.flatnonzero(labels == c)
+        if len(member) > MAX_NAMING_SAMPLE:  # a seeded sample names a big cluster as well as all of it
+            member = np.sort(rng.choice(member, MAX_NAMING_SAMPLE, replace=False))
         feats = vectors[member] * norms[member, None]
         out[c] = _top(_softmax(feats @ weight.T + bias).mean(axis=0), names)
     return out

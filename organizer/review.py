@@ -2,10 +2,22 @@
 
 It mixes three needs: uncertainty (small margin between the two best classes), diversity
 (not K near-copies: greedy k-center over the uncertain pool), and rare classes (images
-predicted as the least-labeled classes get a boost)."""
+predicted as the least-labeled classes get a boost).
+
+Candidates are every image a person has not labeled: a cluster name is only a guess for the
+images of a mixed cluster, so they can be worth asking about too. `random` is the honest
+yardstick (benchmarks/learning_loop.py compares against it) and a fair choice for a person who
+wants an unbiased spot check of the model."""
 from __future__ import annotations
 
 import numpy as np
+
+
+STRATEGIES = ("auto", "random")
+
+
+def select_random(n: int, k: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).permutation(n)[:k]
 
 
 def select(vectors: np.ndarray, proba: np.ndarray, class_counts: np.ndarray, k: int, *,

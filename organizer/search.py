@@ -62,8 +62,8 @@ def _build(store: Store, kind: str | None = None) -> tuple[object, dict]:
     dim = int(store.get_meta("dim") or 1)
     n = count_present(store)
     kind = kind or choose_kind(n, dim)
-    if kind == "flat":
-        return _build_flat(iter_present_vectors(store), dim), {}
+    if kind == "flat":  # checksums verified: a damaged shard is reported, never indexed as if fine
+        return _build_flat(iter_present_vectors(store, verify=True), dim), {}
     return _build_ivf(store, n, dim)
 
 
@@ -89,7 +89,7 @@ def _build_ivf(store: Store, n: int, dim: int, nlist: int | None = None):
     cal_pick = np.sort(rng.choice(n, size=n_cal, replace=False))
     train, queries = [], []
     seen = 0
-    for _, X in iter_present_vectors(store):  # pass 1: the training sample and the calibration queries
+    for _, X in iter_present_vectors(store, verify=True):  # pass 1: training sample, calibration queries
         for picked, out in ((pick, train), (cal_pick, queries)):
             lo, hi = np.searchsorted(picked, [seen, seen + len(X)])
             if hi > lo:
@@ -180,17 +180,29 @@ def describe(index) -> dict:
 def save_index(store: Store, index, tuning: dict | None = None) -> None:
     import faiss
 
+    from .store import disk_full_guard
+
     path, meta = _paths(store)
     data = faiss.serialize_index(index).tobytes()
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    meta.write_text(json.dumps({"vectors_version": store.vectors_version, "backbone": store.backbone,
-                                "ntotal": int(index.ntotal), "sha256": hashlib.sha256(data).hexdigest(),
-                                **describe(index), "tuning": tuning or {}}))
+    info = json.dumps({"vectors_version": store.vectors_version, "backbone": store.backbone,
+                       "ntotal": int(index.ntotal), "sha256": hashlib.sha256(data).hexdigest(),
+                       **describe(index), "tuning": tuning or {}}).encode()
+    # Both files are complete under temporary names before either is renamed; a crash between
+    # the two renames leaves a pair whose checksum disagrees, which loading detects and rebuilds.
+    temps = [(path.with_name(path.name + ".tmp"), data, path), (meta.with_name(meta.name + ".tmp"), info, meta)]
+    try:
+        with disk_full_guard(store, "the search index cache"):
+            for tmp, payload, _ in temps:
+                with open(tmp, "wb") as f:
+                    f.write(payload)
+                    f.flush()
+                    os.fsync(f.fileno())
+            for tmp, _, final in temps:
+                os.replace(tmp, final)
+    except BaseException:
+        for tmp, _, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise
     _remember(store, index, tuning or {})
 
 
@@ -249,7 +261,14 @@ def _load(store: Store, *, rebuild: bool = True) -> tuple[object, dict]:
     if not rebuild:
         return None, {}
     index, tuning = _build(store)
-    save_index(store, index, tuning)
+    from .store import DiskFullError
+
+    try:
+        save_index(store, index, tuning)
+    except DiskFullError as e:  # a cache: answer from memory now, save it another time
+        import sys
+
+        print(f"organizer: note: {e}; the search index was not cached", file=sys.stderr)
     return index, tuning
 
 

@@ -13,6 +13,7 @@ labels attach to images, so names survive renames and re-clustering.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -107,6 +108,45 @@ class StoreError(Exception):
     """A problem with the store that the user can act on; the message says how."""
 
 
+class DiskFullError(StoreError):
+    """A write failed for lack of space; whatever was committed before is intact."""
+
+
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def is_disk_full(exc: BaseException, where: os.PathLike | str | None = None) -> bool:
+    """True for an OSError of a full disk or quota, and for SQLite's 'database or disk is full'.
+    SQLite reports a full disk as an I/O error when the WAL index cannot grow, so an I/O
+    error on a filesystem with (almost) no space left counts too."""
+    if isinstance(exc, OSError):
+        return exc.errno in DISK_FULL_ERRNOS
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+            return True
+        if where is not None and (code is not None and code & 0xFF == sqlite3.SQLITE_IOERR or "disk I/O" in str(exc)):
+            try:
+                st = os.statvfs(where)
+                return st.f_bavail * st.f_frsize < 1 << 20
+            except OSError:
+                return False
+    return False
+
+
+@contextlib.contextmanager
+def disk_full_guard(store: "Store | Path", what: str):
+    """Turn a full disk while writing `what` into one line that says what to do."""
+    root = store.root if isinstance(store, Store) else Path(store)
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as e:
+        if is_disk_full(e, root):
+            raise DiskFullError(f"disk full while writing {what} in {root}: free some space and run the "
+                                "command again; nothing already saved was lost") from None
+        raise
+
+
 def default_store_dir() -> Path:
     env = os.environ.get("ORGANIZER_STORE")
     if env:
@@ -139,16 +179,17 @@ class Store:
             if not create:
                 raise StoreError(f"no store at {self.root}: run `organizer index FOLDER --store {self.root}` first")
             self.root.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                  check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(SCHEMA)
-        if self.get_meta("schema_version") is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        with disk_full_guard(self.root, "the database"):  # opening creates the WAL files
+            self.db = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(SCHEMA)
+            if self.get_meta("schema_version") is None:
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     # -- plumbing ---------------------------------------------------------
     def close(self) -> None:
@@ -163,14 +204,15 @@ class Store:
     @contextlib.contextmanager
     def transaction(self):
         """BEGIN IMMEDIATE so a writer takes the lock up front instead of failing mid-way."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
-            self.db.execute("COMMIT")
+        with disk_full_guard(self, "the store"):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:  # SQLite may already have rolled back (a full disk does)
+                    self.db.execute("ROLLBACK")
+                raise
 
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()

@@ -10,9 +10,10 @@ import os
 
 import numpy as np
 
-from .store import Store, StoreError
+from .store import Store, StoreError, disk_full_guard
 
 DTYPE = np.float16
+REPAIR_HINT = "run `organizer repair` to re-embed its images from their files"
 
 
 def _shard_path(store: Store, shard: int):
@@ -29,11 +30,16 @@ def write_shard(store: Store, vectors: np.ndarray) -> int:
     path = _shard_path(store, shard)
     tmp = path.with_suffix(".tmp")
     payload = data.tobytes()
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with disk_full_guard(store, f"vector file {path.name}"):
+            with open(tmp, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # give the space back; nothing points at it
+        raise
     store.db.execute("INSERT INTO shards(shard, rows, dim, sha256) VALUES(?,?,?,?)",
                      (shard, data.shape[0], data.shape[1], hashlib.sha256(payload).hexdigest()))
     return shard
@@ -44,13 +50,13 @@ def _read_shard(store: Store, shard: int, rows: int, dim: int, verify: bool) -> 
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise StoreError(f"vector file {path} is missing: run `organizer index --repair` to re-embed") from None
+        raise StoreError(f"vector file {path} is missing: {REPAIR_HINT}") from None
     if len(raw) != rows * dim * np.dtype(DTYPE).itemsize:
-        raise StoreError(f"vector file {path} is truncated: run `organizer index --repair` to re-embed")
+        raise StoreError(f"vector file {path} is truncated: {REPAIR_HINT}")
     if verify:
         expected = store.db.execute("SELECT sha256 FROM shards WHERE shard=?", (shard,)).fetchone()[0]
         if hashlib.sha256(raw).hexdigest() != expected:
-            raise StoreError(f"vector file {path} is corrupt: run `organizer index --repair` to re-embed")
+            raise StoreError(f"vector file {path} is corrupt: {REPAIR_HINT}")
     return np.frombuffer(raw, dtype=DTYPE).reshape(rows, dim)
 
 
@@ -126,3 +132,56 @@ def remove_orphans(store: Store) -> int:
             p.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+# -- damage ------------------------------------------------------------------------------
+def check_shards(store: Store, *, checksums: bool = True) -> list[tuple[int, str]]:
+    """(shard, what is wrong) for every recorded shard that is missing, of the wrong size or,
+    with `checksums`, whose bytes no longer match. Shards are the only copy of the vectors, so
+    a damaged one is re-embedded from the images' files, never trusted."""
+    bad = []
+    for shard, rows, dim, sha in store.db.execute("SELECT shard, rows, dim, sha256 FROM shards ORDER BY shard"):
+        path = _shard_path(store, shard)
+        expected = rows * dim * np.dtype(DTYPE).itemsize
+        try:
+            size = path.stat().st_size
+        except OSError:
+            bad.append((shard, "missing"))
+            continue
+        if size != expected:
+            bad.append((shard, f"truncated ({size} of {expected} bytes)" if size < expected else "wrong size"))
+        elif checksums:
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    digest.update(block)
+            if digest.hexdigest() != sha:
+                bad.append((shard, "checksum mismatch"))
+    return bad
+
+
+def drop_shards(store: Store, shards: list[int]) -> int:
+    """Forget damaged shards: their images lose their vectors (labels and everything else stay)
+    and the files pointing at them are marked for re-reading, so the next `index` embeds them
+    again. Returns the number of images affected."""
+    if not shards:
+        return 0
+    marks = ",".join("?" * len(shards))
+    with store.transaction():
+        affected = store.db.execute(f"SELECT COUNT(*) FROM images WHERE shard IN ({marks})", shards).fetchone()[0]
+        # mtime -1 never matches a real file: the indexer reads it again and, finding content
+        # without a vector, embeds it
+        store.db.execute(f"UPDATE files SET mtime_ns=-1 WHERE image_id IN (SELECT id FROM images WHERE shard IN "
+                         f"({marks}))", shards)
+        store.db.execute(f"UPDATE images SET shard=NULL, shard_row=NULL WHERE shard IN ({marks})", shards)
+        store.db.execute(f"DELETE FROM shards WHERE shard IN ({marks})", shards)
+        store.bump_version()
+    for shard in shards:
+        _shard_path(store, shard).unlink(missing_ok=True)
+    return affected
+
+
+def heal_shards(store: Store) -> int:
+    """The cheap check every `index` run makes (sizes, no hashing): drop missing or truncated
+    shards so this run re-embeds their images. Returns the number of images affected."""
+    return drop_shards(store, [s for s, _ in check_shards(store, checksums=False)])

@@ -121,5 +121,5 @@ def test_unknown_threshold_needs_evidence():
     correct = np.ones(500, bool)
     correct[0] = False  # one unlucky mistake is not a pattern
     assert learn_threshold(conf, correct) == 0.0
-    correct[:60] = np.arange(60) % 3 == 0  # a band of mostly wrong answers is
+    correct[:60] = np.arange(60) % 4 == 0  # a band of answers right only 1 time in 4 is
     assert 0.3 < learn_threshold(conf, correct) < 0.45

@@ -35,6 +35,22 @@ def cosines(a, b) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def user_cache(tmp_path_factory):
+    """A private per-user ONNX cache for this module: never ~/.cache, and empty at the start, so
+    the first export really runs."""
+    from organizer.embed.runtime import USER_CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("user-cache")
+    old = os.environ.get(USER_CACHE_ENV)
+    os.environ[USER_CACHE_ENV] = str(folder)
+    yield folder / "onnx"
+    if old is None:
+        os.environ.pop(USER_CACHE_ENV, None)
+    else:
+        os.environ[USER_CACHE_ENV] = old
+
+
 @pytest.fixture(scope="module")
 def clip_checkpoint(tmp_path_factory):
     import open_clip
@@ -89,6 +105,47 @@ def test_efficientnet_onnx_matches_pytorch_and_cache_is_checked(effnet, tmp_path
     assert cosines(a, c).min() >= 0.9999
 
 
+def test_user_cache_serves_a_new_store_and_is_checked(effnet, user_cache, tmp_path, monkeypatch, capsys):
+    from organizer.embed import runtime
+    from organizer.embed.efficientnet import EfficientNetLite0
+
+    shared = list(user_cache.glob("efficientnet-lite0-*.onnx"))
+    assert len(shared) == 1 and shared[0].with_suffix(".json").exists()  # published by the first export
+    exports = []
+    monkeypatch.setattr(runtime, "export_onnx", lambda *a, **k: exports.append(1) or 1 / 0)
+    x = pixels(effnet[0], photos(1))
+    reference, _ = effnet[0].embed_arrays(x)
+
+    fresh = EfficientNetLite0(cache_dir=tmp_path / "a", runtime="onnx", quiet=True)
+    v, _ = fresh.embed_arrays(x)  # no export, no PyTorch model: the user cache's verified file
+    assert fresh.runtime == "onnxruntime" and not exports and fresh._model is None
+    assert cosines(v, reference).min() >= 0.999
+    copied = tmp_path / "a" / "onnx" / shared[0].name
+    assert runtime.read_verified(copied) is not None  # the store now stands alone
+
+    damaged = bytearray(shared[0].read_bytes())  # same length, one byte changed
+    damaged[len(damaged) // 2] ^= 0xFF
+    shared[0].unlink()  # the store's copy may be a hard link to it: replace, do not write through
+    shared[0].write_bytes(bytes(damaged))
+    other = EfficientNetLite0(cache_dir=tmp_path / "b", runtime="onnx")
+    other._model = effnet[0].model
+    other.embed_arrays(x)
+    assert exports == [1] and other.runtime == "torch"  # rejected, so it tried to export
+    assert not shared[0].exists() and "PyTorch" in capsys.readouterr().err
+    assert runtime.read_verified(copied) is not None  # the first store's copy is untouched
+
+
+def test_user_cache_is_pruned_oldest_first(tmp_path):
+    from organizer.embed.runtime import prune
+
+    for i, name in enumerate(("old", "mid", "new")):
+        (tmp_path / f"{name}.onnx").write_bytes(b"x" * 100)
+        (tmp_path / f"{name}.json").write_text("{}")
+        os.utime(tmp_path / f"{name}.onnx", (1000 + i, 1000 + i))
+    prune(tmp_path, limit=250)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mid.json", "mid.onnx", "new.json", "new.onnx"]
+
+
 def test_damaged_cache_files_are_rejected(tmp_path):
     from organizer.embed.runtime import read_verified, write_verified
 
@@ -135,7 +192,7 @@ def test_failed_export_falls_back_to_pytorch_with_a_notice(effnet, tmp_path, cap
     assert again.runtime == "torch" and len(calls) == 1
 
 
-def test_clip_tower_onnx_and_bf16_match_pytorch(clip_checkpoint, tmp_path):
+def test_clip_tower_onnx_and_bf16_match_pytorch(clip_checkpoint, tmp_path, user_cache):
     from organizer.embed.clip import ClipEmbedder
     from organizer.embed.runtime import bf16_runner
 
@@ -143,6 +200,7 @@ def test_clip_tower_onnx_and_bf16_match_pytorch(clip_checkpoint, tmp_path):
     x = pixels(emb, photos())
     onnx = emb.features(x)
     assert emb.runtime == "onnxruntime"
+    assert not list(user_cache.glob("clip-*"))  # weights known only by a file path stay with the store
     fp32 = emb._reference(x)  # the PyTorch fp32 tower
     assert cosines(fp32, onnx).min() >= 0.999
     bf16 = bf16_runner(emb._tower(), emb._reference, x[:2], emb.preprocess.size)

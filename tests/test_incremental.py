@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from support import run_cli
+from support import SAMPLE, run_cli
 from organizer.library import Library
 
 
@@ -62,3 +62,21 @@ def test_backbones_are_never_mixed(photo_folder, tmp_path):
     proc = run_cli("index", photo_folder, "--store", store, "--backbone", "clip:ViT-B-32:/nonexistent.safetensors",
                    check=False)
     assert proc.returncode != 0 and "never mixed" in proc.stderr
+
+
+def test_reused_counts_copies_in_one_commit_and_not_touched_files(tmp_path):
+    """Identical new files committed together: one is embedded, the others are reused. A file
+    read again whose content did not change (touched) is unchanged, not reused."""
+    folder = tmp_path / "dups"
+    folder.mkdir()
+    src = sorted((SAMPLE / "watch").glob("*.jpg"))[:3]
+    for i in range(4):
+        for j, s in enumerate(src):
+            shutil.copy(s, folder / f"copy{i}_{j}.jpg")
+    store = tmp_path / "s"
+    out = index(folder, store)
+    assert "12 files: 3 embedded, 9 reused, 0 unchanged" in out
+    os.utime(folder / "copy0_0.jpg", ns=(1, 1))          # touched: read again, same content
+    shutil.copy(src[0], folder / "new_copy.jpg")         # a new copy of known content
+    out = index(folder, store)
+    assert "13 files: 0 embedded, 1 reused, 12 unchanged" in out

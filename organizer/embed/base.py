@@ -23,6 +23,7 @@ class TowerEmbedder:
     has_text = False
     preprocess = Preprocess()
     family = "convnet"           # convnet | transformer: decides which runtimes are worth trying
+    shareable = False            # weights with a stable identity: the export may go to the user cache
 
     @property
     def micro_batch(self) -> int | None:
@@ -72,7 +73,8 @@ class TowerEmbedder:
                     return bf16_runner(self._tower(), self._reference, first, size)
                 return onnx_runner(cache_dir=self.cache_dir, backbone=self.name, fingerprint=self._fingerprint(),
                                    size=size, torch_module=self._export_module, reference=self._reference, first=first,
-                                   int8=choice == "onnx-int8", threads=self.threads, micro_batch=self.micro_batch)
+                                   int8=choice == "onnx-int8", threads=self.threads, micro_batch=self.micro_batch,
+                                   share=self.shareable)
             except FallbackError as e:
                 following = order[order.index(choice) + 1]
                 notice(f"{self.name}: {choice} is not usable ({e}); running with "

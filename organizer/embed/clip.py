@@ -67,6 +67,8 @@ class ClipEmbedder(TowerEmbedder):
         # ViTs spend their time in matrix products (bf16/AMX pays); ResNet/ConvNeXt towers do not.
         self.family = "transformer" if "Transformer" in type(clip.visual).__name__ else "convnet"
         self._weights = os.path.expanduser(pretrained) if is_file else None
+        # A hub tag names the same weights everywhere; a local file is known only by its path.
+        self.shareable = not is_file
         self._tag = pretrained
         self.tokenizer = open_clip.get_tokenizer(model)
         self.name = canonical_name(model, pretrained)

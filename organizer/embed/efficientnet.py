@@ -113,6 +113,7 @@ class EfficientNetLite0(TowerEmbedder):
     has_text = False
     preprocess = Preprocess(224)
     family = "convnet"
+    shareable = True  # the weights come from an installed package: the same on every store
 
     def __init__(self, **runtime_options):
         super().__init__(**runtime_options)

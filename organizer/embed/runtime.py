@@ -9,8 +9,13 @@ while bf16 does not help it; a ViT's time is in large matrix products, which AMX
 bf16 several times faster than fp32.
 
 The ONNX file is a cache under the store (`<store>/cache/onnx/`): its name carries the
-backbone and the torch/onnx/onnxruntime versions, a JSON sidecar carries its size and
-SHA-256, and a file that fails the check is deleted and exported again.
+backbone, the weights' identity and the torch/onnx/onnxruntime versions, a JSON sidecar
+carries its size and SHA-256, and a file that fails the check is deleted and exported again.
+A verified export is also published to a per-user cache ($ORGANIZER_USER_CACHE, default
+`~/.cache/organizer`; "off" disables it), so a second store on the same machine copies it
+(checksum checked again) instead of importing PyTorch and exporting; only backbones whose
+weights have a stable identity (an installed package, a hub tag) are shared, and the
+folder is pruned to USER_CACHE_MAX_BYTES, least recently used first.
 """
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ EXPORT_FORMAT = 2                      # bump when the export recipe changes: ol
 ONNX_MIN_COSINE = 0.999                # same network, same precision: must agree almost exactly
 REDUCED_MIN_COSINE = 0.99              # bf16 / int8 against fp32
 OPSET = 17
+USER_CACHE_ENV = "ORGANIZER_USER_CACHE"   # a folder, or "off"
+USER_CACHE_MAX_BYTES = 1 << 30
 
 
 class FallbackError(Exception):
@@ -115,6 +122,14 @@ def cache_stem(backbone: str, fingerprint: str, variant: str = "fp32") -> str:
     slug = re.sub(r"[^A-Za-z0-9.]+", "-", readable)
     digest = hashlib.sha256(f"{backbone}|{fingerprint}|{EXPORT_FORMAT}|{OPSET}".encode()).hexdigest()[:12]
     return (f"{slug.strip('-')}-torch{v['torch']}-onnx{v['onnx']}-ort{v['onnxruntime']}-{variant}-{digest}")
+
+
+def user_cache_dir() -> Path | None:
+    raw = os.environ.get(USER_CACHE_ENV, "").strip()
+    if raw.lower() in ("off", "0", "none", "false", "no"):
+        return None
+    base = Path(raw).expanduser() if raw else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "organizer"
+    return base / "onnx"
 
 
 # -- verification --------------------------------------------------------------------------
@@ -208,6 +223,68 @@ def write_verified(tmp: Path, path: Path, info: dict) -> None:
     os.replace(side_tmp, path.with_suffix(".json"))
 
 
+def _copy_verified(src: Path, dest: Path) -> bool:
+    """Copy a verified model and its sidecar (hard link where possible); the copy is checked
+    again before it is used. False, leaving nothing behind, when anything goes wrong."""
+    import shutil
+
+    info = read_verified(src)
+    if info is None:
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        write_verified(tmp, dest, {k: v for k, v in info.items() if k not in ("size", "sha256", "created")})
+    except OSError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return read_verified(dest) is not None
+
+
+def adopt_shared(path: Path, share: bool) -> bool:
+    """Fill the store's cache from the user cache when it holds the same verified export."""
+    user = user_cache_dir() if share else None
+    if user is None or user.resolve() == path.parent.resolve():
+        return False
+    src = user / path.name
+    if not src.exists() or not _copy_verified(src, path):
+        return False
+    try:
+        os.utime(src)  # recently used: pruned last
+    except OSError:
+        pass
+    return True
+
+
+def publish_shared(path: Path, share: bool) -> None:
+    """Offer a freshly verified export to the user cache; a cache that cannot be written is
+    simply not used."""
+    user = user_cache_dir() if share else None
+    if user is None or user.resolve() == path.parent.resolve():
+        return
+    try:
+        _copy_verified(path, user / path.name)
+        prune(user)
+    except OSError:
+        pass
+
+
+def prune(folder: Path, limit: int = USER_CACHE_MAX_BYTES) -> None:
+    """Delete the least recently used models until the folder holds at most `limit` bytes."""
+    models = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    total = 0
+    for m in models:
+        total += m.stat().st_size
+        if total > limit:
+            m.unlink(missing_ok=True)
+            m.with_suffix(".json").unlink(missing_ok=True)
+
+
 def export_onnx(module, size: int, path: Path) -> None:
     """Trace `module` ((n,3,size,size) -> (n,dim)) to ONNX with a dynamic batch axis."""
     import torch
@@ -232,15 +309,16 @@ def quantize_int8(src: Path, dest: Path) -> None:
 
 def onnx_runner(*, cache_dir: Path, backbone: str, fingerprint: str, size: int, torch_module: Callable[[], object],
                 reference: Callable[[np.ndarray], np.ndarray], first: np.ndarray | None, int8: bool = False,
-                threads: int | None = None, micro_batch: int | None = None) -> OnnxRunner:
-    """A runner for the cached export, exporting (and verifying against `reference`) if needed."""
+                threads: int | None = None, micro_batch: int | None = None, share: bool = False) -> OnnxRunner:
+    """A runner for the cached export, exporting (and verifying against `reference`) if needed.
+    share: the weights have a stable identity, so the user cache may serve and keep the export."""
     folder = Path(cache_dir) / "onnx"
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = folder / (cache_stem(backbone, fingerprint, "fp32") + ".onnx")
     failed = fp32.with_suffix(".failed")
     if failed.exists():  # an export that failed once fails again: do not pay for it on every start
         raise FallbackError(failed.read_text().strip() or "ONNX export failed before")
-    if read_verified(fp32) is None:
+    if read_verified(fp32) is None and not adopt_shared(fp32, share):
         tmp = fp32.with_name(fp32.name + f".{os.getpid()}.tmp")
         try:
             export_onnx(torch_module(), size, tmp)
@@ -252,6 +330,7 @@ def onnx_runner(*, cache_dir: Path, backbone: str, fingerprint: str, size: int, 
             del runner
             write_verified(tmp, fp32, {"backbone": backbone, "variant": "fp32", "versions": versions(),
                                        "verified_min_cosine": cos, "verified_images": int(len(batch))})
+            publish_shared(fp32, share)
         except FallbackError as e:
             failed.write_text(str(e))
             raise
@@ -264,7 +343,7 @@ def onnx_runner(*, cache_dir: Path, backbone: str, fingerprint: str, size: int, 
     if not int8:
         return OnnxRunner(fp32, threads, "onnxruntime", micro_batch)
     q8 = folder / (cache_stem(backbone, fingerprint, "int8") + ".onnx")
-    if read_verified(q8) is None:
+    if read_verified(q8) is None and not adopt_shared(q8, share):
         tmp = q8.with_name(q8.name + f".{os.getpid()}.tmp")
         try:
             quantize_int8(fp32, tmp)
@@ -276,6 +355,7 @@ def onnx_runner(*, cache_dir: Path, backbone: str, fingerprint: str, size: int, 
             del runner
             write_verified(tmp, q8, {"backbone": backbone, "variant": "int8", "versions": versions(),
                                      "verified_min_cosine": cos, "verified_images": int(len(batch))})
+            publish_shared(q8, share)
         except FallbackError:
             raise
         except Exception as e:

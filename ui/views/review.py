@@ -34,7 +34,8 @@ if not classes:
 
 since = curation.answers_since_training(store)
 left, right = st.columns([3, 1], vertical_alignment="center")
-left.markdown("Unnamed images the model is least sure of (and rare classes first). Click the right name: "
+left.markdown("Images no one has checked that teach the model most: uncertain, spread over the collection, rare "
+              "classes first. Click the right name: "
               "✓ accepts the guess, any other button corrects it.")
 right.button(f"Retrain with {since} new answers" if since else "Retrain", type="primary" if since else "secondary",
              on_click=retrain)
@@ -50,6 +51,9 @@ for k, row in enumerate(queue):
         if row["image_id"] in thumbs:
             st.image(thumbs[row["image_id"]], width="stretch")
         st.markdown(f"Model says **{row['best']}** ({row['confidence']:.0%})")
+        if row.get("runner_up") or row.get("label"):  # why it is asked: a close second, or a cluster name to confirm
+            st.caption(" · ".join(x for x in (f"or {row['runner_up']}?" if row.get("runner_up") else "",
+                                              f"group named {row['label']}" if row.get("label") else "") if x))
         st.button(f"✓ {row['best']}", key=f"ok:{row['image_id']}", type="primary",
                   on_click=answer, args=(row["image_id"], row["best"]))
         with st.container(horizontal=True, gap="small"):

@@ -1,5 +1,6 @@
-"""Train: fit the classifier on the named images; cross-validated metrics and a clickable
-confusion matrix (a cell shows the images behind it)."""
+"""Train: fit the classifier on the named images; cross-validated metrics, a clickable
+confusion matrix (a cell shows the images behind it), model versions (make one current) and
+labels that look wrong."""
 from __future__ import annotations
 
 import datetime
@@ -19,7 +20,8 @@ def train() -> None:
         m = common.act(curation.train_and_predict, lib)
     if m:
         acc = f", cross-validated accuracy {m['accuracy']:.1%}" if "accuracy" in m else ""
-        common.say(f"Trained model {m['model_id']} on {m['n_train']} images{acc}. Every image now has a prediction.")
+        kept = "" if m.get("current", True) else f" Not made current: {m['decision']}."
+        common.say(f"Trained model {m['model_id']} on {m['n_train']} images{acc}.{kept} Every image now has a prediction.")
         st.session_state.pop("train:cell", None)
 
 
@@ -49,11 +51,15 @@ st.subheader(f"Model {metrics['model_id']} · trained {trained} on {metrics['n_t
 if "accuracy" not in metrics:
     st.warning(metrics.get("note", "No cross-validated metrics for this model."))
     st.stop()
+cal = metrics.get("calibration", {})
 a, b, c, d = st.columns(4)
 a.metric("Accuracy", f"{metrics['accuracy']:.1%}", help="On images the model did not train on (k-fold)")
 b.metric("Macro-F1", f"{metrics['macro_f1']:.3f}")
 c.metric("Folds", metrics.get("folds", "—"))
 d.metric("'unknown' below", f"{metrics['threshold']:.0%}", help="Predictions less confident than this say unknown")
+if "ece_after" in cal:
+    st.caption(f"Confidence is calibrated (temperature {cal['temperature']:.2f}): expected calibration error on "
+               f"held-out images {cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after.")
 with st.container(horizontal=True):
     st.page_link("views/review.py", label="Next: review the uncertain images", icon=":material/fact_check:")
     st.page_link("views/predictions.py", label="Browse predictions and export", icon=":material/label:")
@@ -92,3 +98,35 @@ if points:
         ids = []
     st.subheader(f"Named “{given}”, predicted “{predicted}”: {len(ids)} images")
     common.grid(ids[common.pager(len(ids), "cell")] if ids else [])
+
+
+def make_current(model_id: int) -> None:
+    if common.act(curation.use_model, lib, model_id) is not None:
+        common.say(f"Model {model_id} is current; predictions follow it.")
+
+
+versions = lib.models()
+if len(versions) > 1:
+    with st.expander(f"Model versions ({len(versions)})"):
+        st.caption("A new model becomes current only if it is not worse on the same labels (or adds a class).")
+        for v in reversed(versions[-12:]):
+            cols = st.columns([1, 2, 2, 2, 4, 2], vertical_alignment="center")
+            cols[0].markdown(f"**{v['id']}**")
+            cols[1].write(f"{v['n_labels']} labels, {len(v['classes'])} classes")
+            cols[2].write("accuracy " + (f"{v['accuracy']:.1%}" if v["accuracy"] is not None else "—"))
+            cols[3].write("macro-F1 " + (f"{v['macro_f1']:.3f}" if v["macro_f1"] is not None else "—"))
+            cols[4].caption(v["decision"])
+            if v["current"]:
+                cols[5].markdown("✓ current")
+            else:
+                cols[5].button("Make current", key=f"use:{v['id']}", on_click=make_current, args=(v["id"],))
+
+with st.expander("Labels that look wrong"):
+    issues = curation.label_issues(lib, 24)
+    if not issues:
+        st.write("No suspicious labels.")
+    else:
+        st.caption("Most suspicious first: a whole cluster under a wrong name shows up as a group here. "
+                   "Fix names on the Clusters page or by labeling the images.")
+        common.grid([r["image_id"] for r in issues],
+                    captions={r["image_id"]: f"{r['label']} → {r['suggested']}?" for r in issues})
