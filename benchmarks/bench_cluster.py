@@ -18,7 +18,8 @@ Data (the vectors a real library would give, at any n):
   stand-in: every point is nearly equidistant from every other, which no photo set is, and
   UMAP's graph then costs minutes even at 10k.)
 - --real X.npy y.npy: real embeddings (e.g. EfficientNet-Lite0 vectors of cifar10-test)
-  repeated to n rows with small Gaussian jitter (5% of the norm) so no two rows are equal.
+  repeated to n rows, each copy moved by a Gaussian step of 0.7x the median distance to a
+  nearest other photo, so copies behave like new photos of the same kinds.
 Quality: NMI of the labels against the generating groups (noise rows as singletons, as
 simulate_user scores), so a speed-up that breaks the clustering shows.
 """
@@ -60,14 +61,22 @@ def mixture(n: int, dim: int, seed: int = 0, groups: int = 40, latent: int = 32,
 
 
 def replicated(n: int, X0, y0, seed: int = 0):
+    """n rows from real vectors: each a real vector moved by a random step as long as a typical
+    distance to its nearest other photo, so copies look like new photos of the same kind
+    rather than near-identical ones (which would form micro-clusters of their own)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
+    probe = X0[rng.choice(len(X0), size=min(2000, len(X0)), replace=False)]
+    sims = probe @ X0.T
+    sims[sims > 0.99999] = -1  # the probe itself
+    nn_dist = float(np.median(np.sqrt(np.maximum(0, 2 - 2 * sims.max(axis=1)))))
+    step = 0.7 * nn_dist / np.sqrt(X0.shape[1])
     rows = np.arange(n) % len(X0)
     X = np.empty((n, X0.shape[1]), dtype=np.float32)
     for start in range(0, n, 65536):
         r = rows[start:start + 65536]
-        block = X0[r] + rng.standard_normal((len(r), X0.shape[1]), dtype=np.float32) * (0.05 / np.sqrt(X0.shape[1]))
+        block = X0[r] + rng.standard_normal((len(r), X0.shape[1]), dtype=np.float32) * step
         X[start:start + len(r)] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return X, y0[rows]
 

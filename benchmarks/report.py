@@ -90,8 +90,8 @@ def rows(quick: bool) -> list[tuple[str, str, str, str, str]]:
                     f"stored queries median **{st['median_ms']:.2f} ms** (p95 {st['p95_ms']:.1f}), recall@10 "
                     f"**{st['recall_at_10']:.3f}**; new queries {fr['median_ms']:.2f} ms, {fr['recall_at_10']:.3f}; "
                     f"exact flat {s['flat_median_ms']:.0f} ms; build {s['build_s']:.0f} s",
-                    "met" if st["median_ms"] < 20 and min(st["recall_at_10"], fr["recall_at_10"]) >= 0.95
-                    else "not met", f"bench_search.py{' --quick' if quick else ''}", when(s)))
+                    ("met" if fr["median_ms"] < 20 else "met for stored queries (`similar`); not for new ones")
+                    if st["median_ms"] < 20 and min(st["recall_at_10"], fr["recall_at_10"]) >= 0.95 else "not met", f"bench_search.py{' --quick' if quick else ''}", when(s)))
     m = load("memory" + sfx)
     if m:
         out.append((f"7. peak RSS indexing {m['big']['images']:,} ≤ 1.5× {m['small']['images']:,}",

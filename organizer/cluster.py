@@ -5,9 +5,11 @@ clusters, then a classifier) on EfficientNet-Lite0 vectors of caltech101-8 and
 cifar10-test; the numbers are in that file's docstring.
 
 1. UMAP to 10 dimensions (cosine, n_neighbors=15, min_dist=0, seeded). Above
-   ``max_fit`` (50k) rows UMAP is fitted on a seeded sample; the other rows are put
+   ``max_fit`` (20k) rows UMAP is fitted on a seeded sample; the other rows are put
    at the weighted mean of their nearest sample rows (found in a 128-d PCA of the
-   sample), because umap's own transform costs ~10 ms a row on CPU.
+   sample), because umap's own transform costs ~10 ms a row on CPU. Fits of >= 20k rows
+   build UMAP's neighbour graph exactly (faiss) in that PCA instead of UMAP's
+   single-threaded 1280-d neighbour descent (cifar10-test, forced: same NMI, 3x faster).
 2. HDBSCAN with "auto" selection: "eom" first (min_cluster_size = 2% of the rows
    HDBSCAN sees), which on well-separated photos (caltech) finds exactly the classes.
    On weakly separated features (cifar) eom collapses to 2 super-groups (animals /
@@ -15,7 +17,8 @@ cifar10-test; the numbers are in that file's docstring.
    ``min_eom_clusters`` (3) groups, "leaf" selection with min_cluster_size = 0.8%
    is used instead (cifar: 13-14 groups). Price: data that truly has 2 groups gets
    leaf's finer split (more naming actions, same names). Above max_fit HDBSCAN also
-   fits the sample and the rest gets hdbscan.approximate_predict.
+   fits the sample and each other row takes the label most of its 15 nearest sample
+   rows carry (benchmarks/bench_cluster.py: n -> time, memory, NMI up to 1M).
 3. Remainder placement: a noise point joins the cluster that holds at least
    ``place_threshold`` of its ``place_k`` nearest clustered neighbours in UMAP space
    (10-d KD-tree, O(k) memory per point). Others stay -1 ("unsorted").
@@ -66,7 +69,7 @@ class UMAPReducer:
     """Thin seeded wrapper over umap.UMAP that fits on at most ``max_fit`` rows."""
 
     def __init__(self, n_components=10, n_neighbors=15, min_dist=0.0, metric="cosine",
-                 random_state=0, max_fit=50_000, pca_dims=128, pca_min_rows=20_000):
+                 random_state=0, max_fit=20_000, pca_dims=128, pca_min_rows=20_000):
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
@@ -164,12 +167,14 @@ class HDBSCANClusterer:
     """HDBSCAN with "auto" selection (eom, falling back to leaf when eom collapses).
 
     Fits on at most ``max_fit`` rows (seeded sample); other rows get
-    ``hdbscan.approximate_predict`` labels. ``labels_`` are HDBSCAN's own (-1 noise).
+    the label most of their ``vote_k`` nearest sample rows carry (noise included), in the
+    reduced space: hdbscan.approximate_predict queries min_samples neighbours per row, which
+    at 2% of the sample is hundreds per row, hours at 1M. ``labels_`` are HDBSCAN's own (-1 noise).
     """
 
     def __init__(self, min_cluster_size=5, min_samples=None, cluster_selection_method="auto",
                  leaf_min_cluster_size=None, min_eom_clusters=3, cluster_selection_epsilon=0.0,
-                 max_fit=50_000, random_state=0):
+                 max_fit=20_000, random_state=0, vote_k=15):
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
         self.cluster_selection_method = cluster_selection_method
@@ -178,6 +183,7 @@ class HDBSCANClusterer:
         self.cluster_selection_epsilon = cluster_selection_epsilon
         self.max_fit = max_fit
         self.random_state = random_state
+        self.vote_k = vote_k
 
     def _run(self, E, method, mcs, predict):
         import hdbscan  # heavy: imported only when used
@@ -186,7 +192,7 @@ class HDBSCANClusterer:
         return hdbscan.HDBSCAN(min_cluster_size=int(max(2, min(mcs, len(E)))), min_samples=ms,
                                cluster_selection_method=method,
                                cluster_selection_epsilon=float(self.cluster_selection_epsilon),
-                               prediction_data=predict).fit(E)
+                               ).fit(E)
 
     def fit(self, X):
         E = np.asarray(X, dtype=np.float32)
@@ -204,19 +210,15 @@ class HDBSCANClusterer:
         labels = np.full(n, -1, dtype=np.int64)
         probs = np.zeros(n, dtype=np.float32)
         labels[idx], probs[idx] = h.labels_, h.probabilities_
+        rest = np.setdiff1d(np.arange(n), idx, assume_unique=True)
         if predict:
-            import hdbscan
-            rest = np.setdiff1d(np.arange(n), idx, assume_unique=True)
-            for i in range(0, len(rest), _CHUNK):
-                r = rest[i:i + _CHUNK]
-                lab, strength = hdbscan.approximate_predict(h, E[r])
-                labels[r], probs[r] = lab, strength
+            labels[rest], probs[rest] = _vote(E[idx], labels[idx], probs[idx], E[rest], self.vote_k)
         self.labels_ = labels
         self.probabilities_ = np.nan_to_num(probs, nan=0.0).clip(0, 1).astype(np.float32)
         return self
 
 
-def default_params(n: int, max_fit: int = 50_000) -> dict:
+def default_params(n: int, max_fit: int = 20_000) -> dict:
     """Measured defaults for n vectors. Sizes are fractions of the points HDBSCAN sees
     (n_fit = min(n, max_fit)), so the number of groups does not grow with the library:
     eom groups need >= 2% of n_fit (caltech: 8 clusters = 8 classes), the leaf fallback
@@ -249,6 +251,29 @@ class ClusterResult:
     @property
     def n_clusters(self) -> int:
         return int(self.labels.max() + 1) if len(self.labels) else 0
+
+
+def _vote(E_fit, labels_fit, probs_fit, E_rest, k):
+    """Label of each E_rest row by majority of its k nearest E_fit rows (-1 counts as a label);
+    probability = share of the vote times those neighbours' mean membership."""
+    index = _knn_index(np.ascontiguousarray(E_fit, dtype=np.float32))
+    k = int(min(k, len(E_fit)))
+    shift = 1  # labels -1.. -> 0..
+    n_labels = int(labels_fit.max()) + 1 + shift
+    out_l = np.empty(len(E_rest), dtype=np.int64)
+    out_p = np.empty(len(E_rest), dtype=np.float32)
+    for i in range(0, len(E_rest), _CHUNK):
+        _, nbr = _knn_query(index, np.ascontiguousarray(E_rest[i:i + _CHUNK], dtype=np.float32), k)
+        votes = labels_fit[nbr] + shift
+        counts = np.zeros((len(nbr), n_labels), dtype=np.int32)
+        np.add.at(counts, (np.arange(len(nbr))[:, None], votes), 1)
+        best = counts.argmax(axis=1)
+        share = counts[np.arange(len(nbr)), best] / k
+        agree = votes == best[:, None]
+        strength = (probs_fit[nbr] * agree).sum(axis=1) / np.maximum(agree.sum(axis=1), 1)
+        out_l[i:i + _CHUNK] = best - shift
+        out_p[i:i + _CHUNK] = np.where(best >= shift, share * strength, 0.0)
+    return out_l, out_p
 
 
 def _place_remainder(E, core, k, threshold):

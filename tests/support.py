@@ -4,9 +4,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch a model hub
+# the verified ONNX export is shared per user; tests keep theirs out of ~/.cache (one per run)
+os.environ.setdefault("ORGANIZER_USER_CACHE", tempfile.mkdtemp(prefix="organizer-test-user-cache-"))
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
 SHARED = ROOT.parent / "shared"
