@@ -1,7 +1,7 @@
 """Clustering at scale: time and peak memory of `organizer cluster`'s computation, n -> (s, GB).
 
     python benchmarks/bench_cluster.py [--sizes 10000,100000,1000000] [--dim 1280]
-        [--real X.npy y.npy] [--json OUT]
+        [--real X.npy y.npy] [--json OUT] [--quick]
 
 Each size runs in a fresh child process, so its peak RSS (ru_maxrss) is that size's alone.
 What is timed is what `organizer cluster` computes: cluster_vectors (UMAP fit on a sample,
@@ -124,9 +124,13 @@ def main():
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--dim", type=int, default=1280)
     ap.add_argument("--real", nargs=2, metavar=("X", "Y"))
-    ap.add_argument("--json")
+    ap.add_argument("--json", help="results file (default benchmarks/results/cluster[-quick].json)")
+    ap.add_argument("--quick", action="store_true", help="sizes 10000,100000")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.quick and a.sizes == ap.get_default("sizes"):
+        a.sizes = "10000,100000"
+    a.json = a.json or str(ROOT / "benchmarks" / "results" / f"cluster{'-quick' if a.quick else ''}.json")
     if a.child:
         print(json.dumps(child(a.child, a.dim, a.real)))
         return
@@ -146,10 +150,14 @@ def main():
         stages = ", ".join(f"{k} {v}" for k, v in (r["stages_s"] or {}).items())
         print(f"| {r['n']:,} | {r['data']} {r['dim']}-d | {r['total_s']} | {r['cluster_s']} ({stages}) | "
               f"{r['naming_s']} | {r['peak_rss_gb']} | {r['clusters']} | {r['unsorted']} | {r['nmi']} |")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(rows, indent=2))
-
+    targets = {100_000: (180, 4), 1_000_000: (1200, 12)}
+    summary = [f"5. cluster {r['n']:,} ({r['data']}): {r['total_s']:.0f} s, peak {r['peak_rss_gb']:.1f} GB, "
+               f"NMI {r['nmi']}" + (f" (target < {targets[r['n']][0]} s, < {targets[r['n']][1]} GB)"
+                                     if r["n"] in targets else "") for r in rows]
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+    if len(rows) < len(a.sizes.split(",")):
+        sys.exit(1)
 
 if __name__ == "__main__":
     main()
