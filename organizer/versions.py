@@ -3,9 +3,12 @@
 "Not worse" must be judged on the same evidence for both models:
   * Same classes: both are scored on the images whose label is new or changed since the current
     model was trained. The current model never learned those labels and the new model's
-    out-of-fold predictions never saw them, so neither is favoured. The new version wins when its
-    macro-F1 there is not lower. With no new or changed labels the two trained on identical labels,
-    and their cross-validated macro-F1 (same folds) decide.
+    out-of-fold predictions never saw them, so neither is favoured. The new version is kept back
+    only when the old one is right on clearly more of them (a paired count: the images where
+    exactly one of the two is right; "clearly" = by more than twice the square root of that count,
+    a sign test at about 95%: 30 answers picked for being hard are too few to call a 7-to-2 split).
+    With no new or changed labels the two trained on identical labels, and their cross-validated
+    macro-F1 (same folds) decide.
   * Different classes: macro-F1 over different class sets is not comparable (a model with fewer
     classes cannot miss a class it does not know). A class the person has labeled must be
     predictable, and a class whose labels were all removed must stop being predicted, so a version
@@ -60,12 +63,22 @@ def decide(store: Store, model, classes, snapshot, metrics, oof_logits, y, folds
         old_pred = np.array([classes.index(b) for _, b, _, _ in old_model.predict(X)])
         new_pred = oof_logits[idx].argmax(axis=1)
         old_f1, new_f1 = _macro_f1(y[idx], old_pred), _macro_f1(y[idx], new_pred)
+        # A paired count on the same images: a few dozen new answers make macro-F1 jumpy, and a model
+        # that learned the person's new answers must not lose to the old one on a coin flip.
+        old_only = int(((old_pred == y[idx]) & (new_pred != y[idx])).sum())
+        new_only = int(((new_pred == y[idx]) & (old_pred != y[idx])).sum())
         metrics["compared"] = {"on": "new or changed labels", "images": int(len(idx)), "model": row["id"],
-                               "previous_macro_f1": round(old_f1, 4), "new_macro_f1": round(new_f1, 4)}
-    else:
-        old_f1, new_f1 = old_metrics.get("macro_f1", 0.0), metrics.get("macro_f1", 0.0)
-        metrics["compared"] = {"on": "same labels, cross-validated", "model": row["id"],
-                               "previous_macro_f1": old_f1, "new_macro_f1": new_f1}
+                               "previous_macro_f1": round(old_f1, 4), "new_macro_f1": round(new_f1, 4),
+                               "only_previous_right": old_only, "only_new_right": new_only}
+        if old_only - new_only <= 2.0 * np.sqrt(old_only + new_only):
+            return True, (f"not worse than model {row['id']} on {len(idx)} new or changed labels "
+                          f"(right where the other is wrong: new {new_only}, previous {old_only})")
+        return False, (f"kept model {row['id']}: on {len(idx)} new or changed labels it was right on {old_only} "
+                       f"where the new one was wrong, against {new_only} (use `organizer models --use ID` "
+                       f"or `train --force`)")
+    old_f1, new_f1 = old_metrics.get("macro_f1", 0.0), metrics.get("macro_f1", 0.0)
+    metrics["compared"] = {"on": "same labels, cross-validated", "model": row["id"],
+                           "previous_macro_f1": old_f1, "new_macro_f1": new_f1}
     if new_f1 + 1e-9 >= old_f1:
         return True, f"macro-F1 {new_f1:.3f} >= {old_f1:.3f} of model {row['id']} ({metrics['compared']['on']})"
     return False, (f"kept model {row['id']}: macro-F1 {new_f1:.3f} < {old_f1:.3f} on "

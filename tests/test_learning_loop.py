@@ -141,3 +141,23 @@ def test_class_threshold_makes_unknown(named_lib, store_copy):
     assert not [p for p in named_lib.store.predictions().values() if p["label"] == "unknown"]
     bad = run_cli("threshold", "watch", "1.5", "--store", store_copy, check=False)
     assert bad.returncode != 0 and "between 0 and 1" in bad.stderr
+
+
+
+def test_person_corrections_make_the_new_model_current(store_copy):
+    """Answers a person gives are new evidence: the model that learned them must not lose to the old
+    one on a coin flip (the loop would look stuck), and the comparison is recorded."""
+    from organizer import Library
+
+    lib = Library(store_copy, create=False)
+    _name_by_truth(lib, {"ketch": "airplanes", "airplanes": "ketch"})  # two names swapped: same classes
+    first = lib.train()
+    fixes = [p for p in lib.store.primary_paths().values() if truth(p) in ("ketch", "airplanes")][::7][:12]
+    for p in fixes:
+        lib.label([p], truth(p))
+    m = lib.train()
+    assert m["classes"] == first["classes"]
+    assert m["current"], m["decision"]
+    assert "new or changed labels" in m["decision"] and m["compared"]["images"] == len(fixes) >= 6
+    assert lib.store.current_model()["id"] == m["model_id"] != first["model_id"]
+    lib.close()
