@@ -311,8 +311,9 @@ def train(store: Store, *, C: float = DEFAULT_C, threshold: float | None = None,
     stem = store.models_dir / f"model-{model_id:05d}"
     if oof_logits is not None:  # out-of-fold probabilities and the images they belong to: review and the app use them
         oof = np.where(np.isnan(oof_logits), 0.0, softmax(np.nan_to_num(oof_logits), temperature))
-        np.save(f"{stem}.oof.npy", oof.astype(np.float32))
-    stem.with_name(stem.name + ".oof.json").write_text(json.dumps(snapshot))
+        _atomic_write(stem.with_name(stem.name + ".oof.npy"), lambda f: np.save(f, oof.astype(np.float32)))
+    # atomic too: a kill mid-write must leave no half file for the app to choke on
+    _atomic_write(stem.with_name(stem.name + ".oof.json"), lambda f: f.write(json.dumps(snapshot).encode()))
     metrics.update(model_id=model_id, classes=classes, current=make_current)
     return metrics
 
