@@ -18,13 +18,12 @@ person can set a threshold per class.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .store import Store, StoreError, dumps
+from .store import Store, StoreError, atomic_write, dumps
 
 DEFAULT_C = 10.0      # inverse L2 strength; vectors are L2-normalised, so weights need room to grow
 MANUAL_WEIGHT = 10.0  # a person's label outweighs a spread label (weight <= 1) and wins on its image
@@ -311,9 +310,9 @@ def train(store: Store, *, C: float = DEFAULT_C, threshold: float | None = None,
     stem = store.models_dir / f"model-{model_id:05d}"
     if oof_logits is not None:  # out-of-fold probabilities and the images they belong to: review and the app use them
         oof = np.where(np.isnan(oof_logits), 0.0, softmax(np.nan_to_num(oof_logits), temperature))
-        _atomic_write(stem.with_name(stem.name + ".oof.npy"), lambda f: np.save(f, oof.astype(np.float32)))
+        atomic_write(stem.with_name(stem.name + ".oof.npy"), lambda f: np.save(f, oof.astype(np.float32)))
     # atomic too: a kill mid-write must leave no half file for the app to choke on
-    _atomic_write(stem.with_name(stem.name + ".oof.json"), lambda f: f.write(json.dumps(snapshot).encode()))
+    atomic_write(stem.with_name(stem.name + ".oof.json"), lambda f: f.write(json.dumps(snapshot).encode()))
     metrics.update(model_id=model_id, classes=classes, current=make_current)
     return metrics
 
@@ -326,11 +325,11 @@ def save_model(store: Store, model: LinearModel, metrics: dict, *, current: bool
         stem = f"model-{model_id:05d}"
         arrays = store.models_dir / f"{stem}.npz"
         meta = store.models_dir / f"{stem}.json"
-        _atomic_write(arrays, lambda f: np.savez(f, coef=model.coef, intercept=model.intercept))
+        atomic_write(arrays, lambda f: np.savez(f, coef=model.coef, intercept=model.intercept))
         info = {"format": "organizer-linear-v1", "classes": model.classes, "backbone": model.backbone,
                 "threshold": model.threshold, "dim": int(model.coef.shape[1]), "metrics": metrics,
                 "created_at": time.time()}
-        _atomic_write(meta, lambda f: f.write(json.dumps(info, indent=1).encode()))
+        atomic_write(meta, lambda f: f.write(json.dumps(info, indent=1).encode()))
         if current:
             store.db.execute("UPDATE models SET current=0")
         store.db.execute("INSERT INTO models(id, created_at, backbone, classes, metrics, path, n_train, current) "
@@ -338,14 +337,6 @@ def save_model(store: Store, model: LinearModel, metrics: dict, *, current: bool
                                                      dumps(metrics), stem, metrics.get("n_train", 0), int(current)))
     return model_id
 
-
-def _atomic_write(path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_model(store: Store, model_id: int | None = None) -> LinearModel:

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .duplicates_verify import Checker, image_for
-from .store import Store, StoreError
+from .store import Store, StoreError, atomic_write
 
 # Tuned on caltech101-8 with 100 exact and 100 edited copies planted (benchmarks/duplicates_quality.py).
 DEFAULT_THRESHOLD = 0.35          # cosine distance (1 - cosine similarity) between vectors
@@ -313,9 +313,7 @@ def write_groups(store: Store, groups: list[Group], out: str | os.PathLike) -> P
     else:
         raise StoreError(f"--out {path}: name a .csv or .json file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
     return path
 
 

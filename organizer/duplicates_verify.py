@@ -43,24 +43,15 @@ CREATE TABLE IF NOT EXISTS duplicate_checks (
 
 
 def image_for(store: Store, image_id: str):
-    """The stored thumbnail, or the original file when there is none; None if unreadable."""
+    """The image's thumbnail as a picture (made from the original by the safe decoder and stored,
+    the way the app does, when the image has none); None if unreadable."""
     from PIL import Image
 
-    data = store.thumbnail(image_id)
+    from .curation import thumbnails
+
+    data = thumbnails(store, [image_id]).get(image_id)
     if not data:
-        rel = store.primary_paths([image_id]).get(image_id)
-        root = store.library_root
-        if not rel or root is None:
-            return None
-        try:
-            data = (root / rel).read_bytes()
-        except OSError:
-            return None
-        from .decode import DecodeError, decode_image
-        try:  # the safe decoder: size limits, truncation is an error, EXIF orientation applied
-            return decode_image(data, name=rel, min_side=256).image
-        except DecodeError:
-            return None
+        return None
     try:
         im = Image.open(io.BytesIO(data))
         im.load()

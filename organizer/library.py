@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import Store, StoreError, default_store_dir, dumps
+from .store import Store, StoreError, atomic_write, default_store_dir, dumps
 
 
 @dataclass
@@ -326,9 +326,7 @@ class Library:
         else:
             raise StoreError(f"unknown export format {fmt!r}: use csv or json")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
+        atomic_write(out, lambda f: f.write(text.encode("utf-8")))
         return len(rows)
 
     # -- overview -----------------------------------------------------------------

@@ -338,3 +338,15 @@ class Store:
 
 def dumps(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def atomic_write(path, write) -> None:
+    """Write a file through `write(f)` on a temp name, fsync, then rename: a reader (or a kill
+    mid-write) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -11,13 +11,12 @@ Models are saved as arrays (.npz) plus JSON, never pickled.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from .store import Store, StoreError, dumps
+from .store import Store, StoreError, atomic_write, dumps
 
 DEFAULT_C = 10.0        # as in classify: vectors are L2-normalised, weights need room
 MIN_EXAMPLES = 3        # positives and negatives a tag needs before it gets a model
@@ -203,14 +202,6 @@ def train(store: Store, *, untagged_negative: bool = False, C: float = DEFAULT_C
     return metrics
 
 
-def _atomic_write(path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
 
 def save_model(store: Store, model: TagModel, metrics: dict) -> int:
     """Arrays and JSON under temporary names, fsynced and renamed, then the row that makes it current."""
@@ -218,11 +209,11 @@ def save_model(store: Store, model: TagModel, metrics: dict) -> int:
     with store.transaction():
         model_id = (store.db.execute("SELECT MAX(id) FROM tag_models").fetchone()[0] or 0) + 1
         stem = f"tags-{model_id:05d}"
-        _atomic_write(store.models_dir / f"{stem}.npz", lambda f: np.savez(
+        atomic_write(store.models_dir / f"{stem}.npz", lambda f: np.savez(
             f, coef=model.coef, intercept=model.intercept, thresholds=model.thresholds))
         info = {"format": FORMAT, "tags": model.tags, "backbone": model.backbone, "dim": int(model.coef.shape[1]),
                 "thresholds": [float(t) for t in model.thresholds], "metrics": metrics, "created_at": time.time()}
-        _atomic_write(store.models_dir / f"{stem}.json", lambda f: f.write(json.dumps(info, indent=1).encode()))
+        atomic_write(store.models_dir / f"{stem}.json", lambda f: f.write(json.dumps(info, indent=1).encode()))
         store.db.execute("UPDATE tag_models SET current=0")
         store.db.execute("INSERT INTO tag_models(id, created_at, backbone, tags, metrics, path, n_train, current) "
                          "VALUES(?,?,?,?,?,?,?,1)", (model_id, time.time(), model.backbone, dumps(model.tags),

@@ -15,14 +15,27 @@ SAMPLE = ROOT / "sample_data"
 SHARED = ROOT.parent / "shared"
 
 
-def run_cli(*args, check=True, timeout=600) -> subprocess.CompletedProcess:
-    """Run `organizer ARGS` in a fresh process, as a user would."""
+def run_cli(*args, check=True, timeout=600, env=None) -> subprocess.CompletedProcess:
+    """Run `organizer ARGS` in a fresh process, as a user would (`env`: the whole environment)."""
     proc = subprocess.run([sys.executable, "-m", "organizer.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                          timeout=timeout, env=env or {**os.environ, "HF_HUB_OFFLINE": "1"})
     if check and proc.returncode != 0:
         raise AssertionError(f"organizer {' '.join(map(str, args))} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def stored_vectors(store: Path) -> dict:
+    """{image id: vector} read from a store's shards, checksums verified."""
+    from organizer.store import Store
+    from organizer.vectors import load_vectors
+
+    s = Store(store, create=False)
+    try:
+        ids, X = load_vectors(s, verify=True)
+        return dict(zip(ids, X))
+    finally:
+        s.close()
 
 
 def truth(path: str) -> str:

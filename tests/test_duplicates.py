@@ -3,23 +3,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
-from support import SAMPLE
+from support import SAMPLE, run_cli
 
 
 def cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "-c", "from organizer.cli import main; main()", *map(str, args)],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"organizer {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return run_cli(*args, check=check)
 
 
 def edited(src, dest, *, crop=0.0, scale=1.0, quality=40):

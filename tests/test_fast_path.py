@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import ROOT, SAMPLE, run_cli
+from support import ROOT, SAMPLE, run_cli, stored_vectors
 
 CLIP_MODEL = "ViT-S-32-alt"  # small built-in open_clip architecture, random weights
 
@@ -245,16 +245,6 @@ def _db_rows(store: Path):
     return files, shards
 
 
-def _vectors(store: Path) -> dict[str, np.ndarray]:
-    from organizer.store import Store
-    from organizer.vectors import load_vectors
-
-    s = Store(store, create=False)
-    try:
-        ids, X = load_vectors(s, verify=True)
-        return dict(zip(ids, X))
-    finally:
-        s.close()
 
 
 def test_index_killed_midway_resumes_to_the_same_result(effnet, tmp_path):
@@ -296,7 +286,7 @@ def test_index_killed_midway_resumes_to_the_same_result(effnet, tmp_path):
     embedded = int(out.split(" embedded")[0].split()[-1])
     assert 0 < embedded <= n_files - len([f for f in files_at_kill if f[2] == "ok"])  # resumed, not redone
     assert _db_rows(store)[0] == _db_rows(reference)[0]
-    a, b = _vectors(store), _vectors(reference)
+    a, b = stored_vectors(store), stored_vectors(reference)
     assert a.keys() == b.keys() and len(a) == n_files
     ids = sorted(a)
     assert cosines(np.stack([a[i] for i in ids]), np.stack([b[i] for i in ids])).min() > 0.9999

@@ -3,25 +3,17 @@ thresholds from cross-validation), predict, and the columns export will carry.""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 
-from support import SAMPLE, truth
+from support import SAMPLE, run_cli, truth
 
 GROUPS = {"vehicle": ("airplanes", "Motorbikes", "ketch"), "nature": ("bonsai", "sunflower", "Leopards"),
           "indoor": ("grand_piano", "watch")}
 
 
 def cli(*args, check=True):
-    # main() runs the app the stage modules registered on (see the report on `python -m`).
-    proc = subprocess.run([sys.executable, "-c", "from organizer.cli import main; main()", *map(str, args)],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"organizer {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return run_cli(*args, check=check)
 
 
 def sample_paths():

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support import ROOT
+from support import ROOT, run_cli
 
 SUMMARY = re.compile(r"(\d+) files: (\d+) embedded, (\d+) reused, (\d+) unchanged, (\d+) failed, (\d+) missing")
 
@@ -72,16 +72,6 @@ def check_consistent(store: Path) -> dict:
         db.close()
 
 
-def vectors(store: Path) -> dict:
-    from organizer.store import Store
-    from organizer.vectors import load_vectors
-
-    s = Store(store, create=False)
-    try:
-        ids, X = load_vectors(s, verify=True)
-        return dict(zip(ids, X))
-    finally:
-        s.close()
 
 
 def copy_photos(dest: Path, per_class: int, classes: int = 8) -> list[str]:
@@ -97,11 +87,5 @@ def copy_photos(dest: Path, per_class: int, classes: int = 8) -> list[str]:
 
 
 def run_org(*args, check=True, timeout=600, env=None) -> subprocess.CompletedProcess:
-    """Like support.run_cli, through organizer.cli.main: `python -m organizer.cli` runs cli.py as
-    __main__, a second copy of the app that the stage modules (repair) do not register on."""
-    proc = subprocess.run([sys.executable, "-c", "from organizer.cli import main; main()", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env or cli_env(), cwd=ROOT)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"organizer {' '.join(map(str, args))} failed ({proc.returncode}):\n"
-                             f"{proc.stdout}\n{proc.stderr}")
-    return proc
+    """support.run_cli with these tests' environment (cli_env) by default."""
+    return run_cli(*args, check=check, timeout=timeout, env=env or cli_env())

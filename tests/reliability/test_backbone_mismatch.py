@@ -1,7 +1,6 @@
 """18. Vectors of two backbones are never mixed; a classifier refuses another backbone's vectors."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from support import SAMPLE, run_cli
+from support import SAMPLE, run_cli, stored_vectors
 
-from .helpers import check_consistent, cli_env, copy_photos, run_org, vectors
+from .helpers import check_consistent, cli_env, copy_photos, run_org
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def flip(path, offset_fraction=0.5):
 
 
 def test_corrupt_shard_is_reembedded_by_repair(small_store):
-    before = vectors(small_store)
+    before = stored_vectors(small_store)
     shards = sorted((small_store / "vectors").glob("*.f16"))
     assert len(shards) >= 2
     rows = shard_rows(small_store, shards[1])
@@ -54,7 +54,7 @@ def test_corrupt_shard_is_reembedded_by_repair(small_store):
     report = json.loads(out)
     assert [s for s, _ in report["bad_shards"]] == [int(shards[1].stem)]
     assert report["images_dropped"] == rows and report["images_reembedded"] == rows and report["images_pending"] == 0
-    after = vectors(small_store)
+    after = stored_vectors(small_store)
     assert after.keys() == before.keys()
     ids = sorted(before)
     assert np.abs(np.stack([after[i] for i in ids]) - np.stack([before[i] for i in ids])).max() < 2e-3
@@ -66,7 +66,7 @@ def test_corrupt_shard_is_reembedded_by_repair(small_store):
 
 @pytest.mark.parametrize("damage", ["truncate", "delete"])
 def test_truncated_or_missing_shard_is_healed_by_index(small_store, damage):
-    before, library = vectors(small_store), check_consistent(small_store)
+    before, library = stored_vectors(small_store), check_consistent(small_store)
     shard = sorted((small_store / "vectors").glob("*.f16"))[0]
     rows = shard_rows(small_store, shard)
     if damage == "truncate":
@@ -77,7 +77,7 @@ def test_truncated_or_missing_shard_is_healed_by_index(small_store, damage):
     assert proc.returncode != 0 and "organizer repair" in proc.stderr and "Traceback" not in proc.stderr
     out = run_cli("index", small_store.parent / "photos", "--store", small_store).stdout
     assert f"; {rows} images had a damaged vector file" in out and f" {rows} embedded" in out
-    after = vectors(small_store)
+    after = stored_vectors(small_store)
     assert after.keys() == before.keys() and check_consistent(small_store)["files"] == library["files"]
 
 
