@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def simulate(dataset: str, store: str, strategy: str, rounds: int, per_round: int, organizer: str) -> dict:
+def simulate(dataset: str, store: str, strategy: str, rounds: int, per_round: int, organizer: str,
+             seed: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "store"
         shutil.copytree(store, copy, ignore=shutil.ignore_patterns("index.lock"))
@@ -31,7 +32,8 @@ def simulate(dataset: str, store: str, strategy: str, rounds: int, per_round: in
         env = {**os.environ, "ORGANIZER_REVIEW_STRATEGY": strategy, "HF_HUB_OFFLINE": "1"}
         proc = subprocess.run([sys.executable, str(ROOT.parent / "shared" / "tools" / "simulate_user.py"), dataset,
                                "--organizer", organizer, "--rounds", str(rounds), "--per-round", str(per_round),
-                               "--store", str(copy), "--json", str(out)], capture_output=True, text=True, env=env)
+                               "--store", str(copy), "--json", str(out), "--seed", str(seed)],
+                              capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise SystemExit(f"simulate_user failed ({strategy}):\n{proc.stderr[-3000:]}")
         summary = [line for line in proc.stdout.splitlines() if line.startswith("SUMMARY")]
@@ -46,12 +48,13 @@ def main():
     ap.add_argument("--store", required=True, help="an indexed store of DATASET (copied, never changed)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--per-round", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0, help="the simulated user's seed (which members it looks at)")
     ap.add_argument("--organizer", default=str(ROOT / ".venv" / "bin" / "organizer"))
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     report = {}
     for strategy in ("auto", "random"):
-        r = simulate(a.dataset, a.store, strategy, a.rounds, a.per_round, a.organizer)
+        r = simulate(a.dataset, a.store, strategy, a.rounds, a.per_round, a.organizer, a.seed)
         accs = [r["after_naming"]["accuracy"]] + [r[f"round_{k + 1}"]["accuracy"] for k in range(a.rounds)]
         report[strategy] = {"accuracy_per_round": accs, "summary": r["summary_line"],
                             "macro_f1_last": r[f"round_{a.rounds}"]["macro_f1"]}

@@ -1,8 +1,9 @@
 """The review queue: which unlabeled images to ask a person about next.
 
-It mixes three needs: uncertainty (small margin between the two best classes), diversity
-(not K near-copies: greedy k-center over the uncertain pool), and rare classes (images
-predicted as a class no person has confirmed yet get a boost).
+It mixes four needs: uncertainty (small margin between the two best classes), density (an
+uncertain image in a crowded region settles the label of many images, an outlier's answer
+settles one), diversity (not K near-copies: greedy k-center over the uncertain pool), and rare
+classes (images predicted as a class no person has confirmed yet get a boost).
 
 Candidates are every image a person has not labeled: a cluster name is only a guess for the
 images of a mixed cluster, so they can be worth asking about too. `random` is the honest
@@ -20,8 +21,37 @@ def select_random(n: int, k: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)[:k]
 
 
+DENSITY_POWER = 2.0   # cifar10 offline sim, 8 namings, 3 rounds of 30: 0.598 (power 2) vs 0.581 (none)
+DENSITY_K = 10        # neighbours whose mean similarity is an image's density
+DENSITY_ROWS = 20_000  # above this, density is measured for the most uncertain rows against a sample
+
+
+def density(vectors: np.ndarray, rows: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Mean cosine similarity of each of `rows` to its DENSITY_K nearest other vectors (exact up
+    to DENSITY_ROWS vectors, else against a seeded sample of that many), scaled to [0, 1]."""
+    import faiss
+
+    n = len(vectors)
+    ref = np.arange(n) if n <= DENSITY_ROWS else np.sort(
+        np.random.default_rng(seed).choice(n, DENSITY_ROWS, replace=False))
+    k = int(min(DENSITY_K, len(ref) - 1))
+    if k < 1:
+        return np.ones(len(rows))
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors[ref], np.float32))
+    sims = np.empty(len(rows))
+    for i in range(0, len(rows), 4096):
+        chunk = rows[i:i + 4096]
+        sim, nbr = index.search(np.ascontiguousarray(vectors[chunk], np.float32), k + 1)
+        self_hit = ref[nbr] == chunk[:, None]   # drop each row itself, keep k others
+        sim = np.where(self_hit, np.nan, sim)
+        sims[i:i + 4096] = np.array([r[~np.isnan(r)][:k].mean() for r in sim])
+    lo, hi = sims.min(), sims.max()
+    return (sims - lo) / (hi - lo) if hi > lo else np.ones(len(rows))
+
+
 def select(vectors: np.ndarray, proba: np.ndarray, class_counts: np.ndarray, k: int, *,
-           pool_factor: int = 20, seed: int = 0) -> np.ndarray:
+           pool_factor: int = 20, seed: int = 0, density_power: float = DENSITY_POWER) -> np.ndarray:
     """Indices (into vectors/proba) of up to k images to review, most useful first.
 
     The uncertain pool is wide (20 per pick): a narrow one holds near-copies along one class
@@ -36,6 +66,12 @@ def select(vectors: np.ndarray, proba: np.ndarray, class_counts: np.ndarray, k: 
     # cost 0.3 points on cifar10 (offline sim, 4 namings): it pulls picks off the real boundaries
     rarity = (class_counts[predicted] == 0).astype(np.float64)
     score = (1.0 - margin) * (1.0 + 0.5 * rarity)
+    if density_power:
+        # big libraries: density only where it can matter, the most uncertain rows
+        rows = np.arange(n) if n <= DENSITY_ROWS else np.argsort(-score, kind="stable")[:DENSITY_ROWS]
+        weight = np.zeros(n)
+        weight[rows] = density(vectors, rows, seed) ** density_power
+        score = score * weight
     pool = np.argsort(-score, kind="stable")[: min(n, max(k * pool_factor, k))]
     return pool[_k_center(vectors[pool], score[pool], k)]
 

@@ -161,3 +161,23 @@ def test_person_corrections_make_the_new_model_current(store_copy):
     assert "new or changed labels" in m["decision"] and m["compared"]["images"] == len(fixes) >= 6
     assert lib.store.current_model()["id"] == m["model_id"] != first["model_id"]
     lib.close()
+
+
+def test_review_prefers_uncertain_images_in_crowded_regions(monkeypatch):
+    """Equally uncertain images: one from a tight crowd settles many labels, an outlier's settles one."""
+    from organizer import review
+
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=64)
+    crowd = centre + 0.05 * rng.normal(size=(200, 64))
+    outliers = rng.normal(size=(200, 64))
+    X = np.vstack([outliers, crowd]).astype(np.float32)  # ties go to the outliers
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    proba = np.tile([0.5, 0.5], (400, 1))                 # every image a coin toss
+    for rows in (review.DENSITY_ROWS, 300):                 # exact, then the sampled path of big libraries
+        monkeypatch.setattr(review, "DENSITY_ROWS", rows)
+        picked = review.select(X, proba, np.ones(2), 10, pool_factor=4)
+        assert len(set(picked.tolist())) == 10
+        assert (picked >= 200).sum() >= 8, picked
+    flat = review.select(X, proba, np.ones(2), 10, pool_factor=4, density_power=0)
+    assert (flat >= 200).sum() < 8  # without density the crowd has no pull (so the check above can fail)

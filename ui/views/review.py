@@ -34,8 +34,8 @@ if not classes:
 
 since = curation.answers_since_training(store)
 left, right = st.columns([3, 1], vertical_alignment="center")
-left.markdown("Images no one has checked that teach the model most: uncertain, spread over the collection, rare "
-              "classes first. Click the right name: "
+left.markdown("Images no one has checked that teach the model most: uncertain, in crowded parts of the "
+              "collection, spread out, rare classes first. Click the right name: "
               "✓ accepts the guess, any other button corrects it.")
 right.button(f"Retrain with {since} new answers" if since else "Retrain", type="primary" if since else "secondary",
              on_click=retrain)
