@@ -44,8 +44,8 @@ def density(vectors: np.ndarray, rows: np.ndarray, seed: int = 0) -> np.ndarray:
         chunk = rows[i:i + 4096]
         sim, nbr = index.search(np.ascontiguousarray(vectors[chunk], np.float32), k + 1)
         self_hit = ref[nbr] == chunk[:, None]   # drop each row itself, keep k others
-        sim = np.where(self_hit, np.nan, sim)
-        sims[i:i + 4096] = np.array([r[~np.isnan(r)][:k].mean() for r in sim])
+        sims[i:i + 4096] = np.where(self_hit.any(axis=1), np.nanmean(np.where(self_hit, np.nan, sim), axis=1),
+                                    sim[:, :k].mean(axis=1))
     lo, hi = sims.min(), sims.max()
     return (sims - lo) / (hi - lo) if hi > lo else np.ones(len(rows))
 

@@ -123,3 +123,7 @@ def test_unknown_threshold_needs_evidence():
     assert learn_threshold(conf, correct) == 0.0
     correct[:60] = np.arange(60) % 4 == 0  # a band of answers right only 1 time in 4 is
     assert 0.3 < learn_threshold(conf, correct) < 0.45
+    # ... among 3 classes; among 10, right 1 time in 4 is 2.5x chance: a guess worth showing
+    assert learn_threshold(conf, correct, n_classes=10) == 0.0
+    correct[:60] = np.arange(60) % 10 == 0  # right 1 time in 10 among 10 classes is guessing
+    assert 0.3 < learn_threshold(conf, correct, n_classes=10) < 0.45
