@@ -12,6 +12,11 @@ carries the same wrong name, so a model trained on those labels agrees with them
   Smaller modes score higher: when a cluster of cats is named "dog" while the real dogs form a
   larger group, the cats are the odd ones out. (Two equally large modes score alike: both are
   shown, and the person decides.)
+  A group whose nearest outside images are its own class still scores SPLIT_FLOOR of that: a
+  cluster of sunflowers named "bonsai" lies next to the real bonsai (both plants), so their
+  support is full, yet one name over two separate groups is worth one look. It ranks below
+  every stronger signal, so classes with a real second mode (dogs indoors and outdoors) only
+  lengthen the end of the list.
 
 What cannot be seen: a cluster given a wrong name that no other group uses (cats named "fox")
 is consistent inside and unique outside, so neither signal fires; only the naming suggestions
@@ -29,6 +34,7 @@ K = 10
 MAX_LABELED = 20_000   # above this a seeded sample is checked (time grows with the square)
 PERSON_TRUST = 0.5     # a person's own label is flagged at half the score of the same evidence
 MIN_GROUP = 3
+SPLIT_FLOOR = 0.1     # a separate group of a class is flagged at least this much (times its smallness)
 
 
 def find_label_errors(store: Store, *, limit: int | None = None, everything: bool = False) -> list[dict]:
@@ -109,13 +115,16 @@ def _scores(Z, y, group, person, n_classes, chunk: int = 1024):
             if multi[own] and not person[i] and group_size[group[i]] >= MIN_GROUP and near_ok[r].any():
                 labs = y[near[r][near_ok[r]]]
                 support = float((labs == own).mean())
-                mode = (1.0 - support) * (1.0 - group_size[group[i]] / class_size[own])
+                mode = max(1.0 - support, SPLIT_FLOOR) * (1.0 - group_size[group[i]] / class_size[own])
                 other = np.bincount(labs[labs != own], minlength=n_classes) if (labs != own).any() else None
             s = max(outlier, mode) * (PERSON_TRUST if person[i] else 1.0)
             if s > 0:
                 score[i] = s
                 if mode > outlier and other is not None:
                     suggested[i], reason[i] = int(np.argmax(other)), "its group is a separate mode of the class"
+                elif mode > outlier:  # only the floor: no other class to point at but the nearest
+                    suggested[i] = int(np.argmax(np.where(np.arange(n_classes) == own, -1.0, vote[r])))
+                    reason[i] = "its group is apart from the rest of the class: is it the same thing?"
                 else:
                     suggested[i], reason[i] = best, "nearer to another class"
     return score, suggested, reason

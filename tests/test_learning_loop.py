@@ -108,6 +108,25 @@ def test_wrongly_named_cluster_surfaces(store_copy):
     lib.close()
 
 
+def test_look_alike_cluster_with_a_wrong_name_is_asked_about(store_copy):
+    """Sunflowers named 'bonsai' sit next to the real bonsai (both plants): no neighbour disagrees,
+    yet the two separate groups under one name are flagged, above every class of one group."""
+    from organizer import Library
+
+    lib = Library(store_copy, create=False)
+    named = _name_by_truth(lib, {"sunflower": "bonsai"})
+    wrong = {i for top, name, ids, _ in named.values() if top != name for i in ids}
+    assert len(wrong) >= 10
+    issues = lib.label_issues(everything=True)
+    flagged = {r["image_id"]: r for r in issues if r["score"] > 0}
+    assert wrong <= set(flagged)
+    assert any("apart from the rest" in flagged[i]["reason"] or "separate mode" in flagged[i]["reason"]
+               for i in wrong)
+    single_group = [r["score"] for r in issues if r["label"] != "bonsai"]
+    assert min(flagged[i]["score"] for i in wrong) > np.median(single_group)
+    lib.close()
+
+
 def test_calibration_reported_and_ece_measured(named_lib, store_copy):
     from organizer.calibration import ece, fit_temperature, reliability, softmax
 
