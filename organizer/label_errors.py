@@ -14,9 +14,9 @@ carries the same wrong name, so a model trained on those labels agrees with them
   shown, and the person decides.)
   A group whose nearest outside images are its own class still scores SPLIT_FLOOR of that: a
   cluster of sunflowers named "bonsai" lies next to the real bonsai (both plants), so their
-  support is full, yet one name over two separate groups is worth one look. It ranks below
-  every stronger signal, so classes with a real second mode (dogs indoors and outdoors) only
-  lengthen the end of the list.
+  support is full, yet one name over two separate groups is worth one look. Scoring at most
+  SPLIT_FLOOR, it ranks below the clear signals, so classes with a real second mode (dogs
+  indoors and outdoors) mostly lengthen the end of the list.
 
 What cannot be seen: a cluster given a wrong name that no other group uses (cats named "fox")
 is consistent inside and unique outside, so neither signal fires; only the naming suggestions
