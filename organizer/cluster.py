@@ -38,7 +38,7 @@ import numpy as np
 _CHUNK = 65536  # rows per chunk for transform / kNN queries: bounds peak memory
 
 
-def _sample_indices(n: int, max_fit: int | None, seed: int) -> np.ndarray:
+def sample_indices(n: int, max_fit: int | None, seed: int) -> np.ndarray:
     """Sorted seeded subset of range(n) of size <= max_fit (all rows if it fits)."""
     if not max_fit or n <= max_fit:
         return np.arange(n)
@@ -84,7 +84,7 @@ class UMAPReducer:
         X = np.asarray(X, dtype=np.float32)  # no copy of the full matrix: only samples/chunks
         n = len(X)
         started = time.perf_counter()
-        idx = _sample_indices(n, self.max_fit, self.random_state or 0)
+        idx = sample_indices(n, self.max_fit, self.random_state or 0)
         m = len(idx)
         Xs = self._prep(X[idx])
         # PCA of the sample (<= pca_dims): UMAP's neighbour graph and the out-of-sample kNN work
@@ -197,7 +197,7 @@ class HDBSCANClusterer:
     def fit(self, X):
         E = np.asarray(X, dtype=np.float32)
         n = len(E)
-        idx = _sample_indices(n, self.max_fit, self.random_state or 0)
+        idx = sample_indices(n, self.max_fit, self.random_state or 0)
         predict = len(idx) < n
         method = self.cluster_selection_method
         h = self._run(E[idx], "eom" if method == "auto" else method, self.min_cluster_size, predict)

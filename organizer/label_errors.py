@@ -40,13 +40,12 @@ SPLIT_FLOOR = 0.1     # a separate group of a class is flagged at least this muc
 def find_label_errors(store: Store, *, limit: int | None = None, everything: bool = False) -> list[dict]:
     """Suspicious labels, most suspicious first; `everything` ranks every labeled image (score 0 last)."""
     from .classify import PERSON_SOURCES, pca
+    from .cluster import sample_indices
     from .vectors import load_vectors
 
     rows = {r[0]: (r[1], r[2]) for r in store.db.execute("SELECT image_id, name, source FROM labels")}
     ids = [i for i in store.present_image_ids() if i in rows]
-    if len(ids) > MAX_LABELED:
-        pick = np.sort(np.random.default_rng(0).choice(len(ids), MAX_LABELED, replace=False))
-        ids = [ids[j] for j in pick]
+    ids = [ids[j] for j in sample_indices(len(ids), MAX_LABELED, 0)]
     if len(ids) < 3:
         return []
     names = [rows[i][0] for i in ids]

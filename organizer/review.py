@@ -31,9 +31,9 @@ def density(vectors: np.ndarray, rows: np.ndarray, seed: int = 0) -> np.ndarray:
     to DENSITY_ROWS vectors, else against a seeded sample of that many), scaled to [0, 1]."""
     import faiss
 
-    n = len(vectors)
-    ref = np.arange(n) if n <= DENSITY_ROWS else np.sort(
-        np.random.default_rng(seed).choice(n, DENSITY_ROWS, replace=False))
+    from .cluster import sample_indices
+
+    ref = sample_indices(len(vectors), DENSITY_ROWS, seed)
     k = int(min(DENSITY_K, len(ref) - 1))
     if k < 1:
         return np.ones(len(rows))
