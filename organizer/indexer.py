@@ -29,6 +29,7 @@ TASK_FILES = 16              # files per worker task
 CACHE_DIR = "cache"          # under the store: the ONNX export of the backbone (a cache, rebuildable)
 NICE_WORKERS = 5             # decode processes run below the embedding process (see _init_worker)
 MISSING_REFUSE_FRACTION = 0.5
+ENGINES = ("local", "ray")
 
 
 def flush_every() -> int:
@@ -144,11 +145,14 @@ def _init_worker(known: set[str]) -> None:
         pass
 
 
-def read_files(root: str, rels: list[str], preprocess, thumb_size: int, max_pixels: int | None) -> list[dict]:
+def read_files(root: str, rels: list[str], preprocess, thumb_size: int, max_pixels: int | None,
+               known=None) -> list[dict]:
     """Hash, decode, crop and thumbnail files. Pixels travel back as uint8 crops
-    (`Preprocess.crop`): a quarter of the bytes of float32, normalised later per batch."""
+    (`Preprocess.crop`): a quarter of the bytes of float32, normalised later per batch.
+    known: content hashes already embedded (anything with `in`; default: the worker's set)."""
     from .decode import DecodeError, decode_image, make_thumbnail
 
+    known = _KNOWN if known is None else known
     out = []
     for rel in rels:
         item: dict = {"path": rel}
@@ -159,7 +163,7 @@ def read_files(root: str, rels: list[str], preprocess, thumb_size: int, max_pixe
             out.append(item)
             continue
         item["hash"] = content_hash(data)
-        if item["hash"] in _KNOWN:
+        if item["hash"] in known:
             out.append(item)
             continue
         try:
@@ -249,13 +253,18 @@ def check_folder(store: Store, folder: Path) -> Path:
 def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "auto", workers: int | None = None,
                  batch_size: int = 32, allow_missing: bool = False, follow_links: bool = False,
                  max_pixels: int | None = None, thumb_size: int = 256,
-                 progress: Callable[[int, int], None] | None = None) -> IndexReport:
+                 progress: Callable[[int, int], None] | None = None, engine: str = "local",
+                 ray_address: str | None = None) -> IndexReport:
+    """engine: "local" (decode processes + inference threads here) or "ray" (decode and embed on
+    a Ray cluster's actors, see engine_ray.py). Either way this process alone writes the store."""
     from .embed import get_embedder
     from .embed.registry import canonical
     from .vectors import heal_shards, remove_orphans
 
     started = time.time()
     report = IndexReport()
+    if engine not in ENGINES:
+        raise IndexError_(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     root = check_folder(store, Path(folder).expanduser())
     with StoreLock(store), disk_full_guard(store, "the store"):
         remove_orphans(store)
@@ -304,39 +313,65 @@ def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "au
         report.missing = sum(1 for p, f in known_files.items() if p not in seen)
 
         if to_read:
+            produce = produce_local
+            if engine == "ray":
+                from .engine_ray import ray_producer
+
+                produce = ray_producer(ray_address)
             _run_pipeline(store, root, to_read, seen, embedder, report, workers=workers, batch_size=batch_size,
                           max_pixels=max_pixels, thumb_size=thumb_size, progress=progress, bad_names=bad_names,
-                          previous={p: f.image_id for p, f in known_files.items()})
+                          previous={p: f.image_id for p, f in known_files.items()}, produce=produce)
         report.healed = healed
     report.errors = store.counts()["error"]
     report.error_files = [(r[0], r[1]) for r in store.db.execute(
         "SELECT path, error FROM files WHERE status='error' ORDER BY path")]
     report.seconds = time.time() - started
-    if embedder is not None and report.embedded:
+    if embedder is not None and report.embedded and not report.runtime:
         report.runtime = embedder.runtime
     return report
 
 
 def _run_pipeline(store, root, to_read, seen, embedder, report, *, workers, batch_size, max_pixels, thumb_size,
-                  progress, bad_names=frozenset(), previous=None):
+                  progress, bad_names=frozenset(), previous=None, produce=None):
+    """Feed what `produce` reads (and maybe embeds) to the sink, which writes the store.
+
+    produce(root, rels, embedder, known, workers=, max_pixels=, thumb_size=, report=) yields
+    lists of items as `read_files` makes them; an item may also carry its "vector" and "norm"
+    (an engine that embeds where it decodes), and then the sink only writes it."""
+    produce = produce or produce_local
+    unreadable = [{"path": rel, "error": f"{rel}: {BAD_NAME_ERROR}"} for rel in to_read if rel in bad_names]
+    to_read = [rel for rel in to_read if rel not in bad_names]
+    streams = inference_streams(workers or default_workers())
+    done = 0
+    with _Sink(store, embedder, seen, report, batch_size, streams, previous or {}) as sink:
+        sink.add(unreadable)
+        items_stream = produce(root, to_read, embedder, sink.known, workers=workers, max_pixels=max_pixels,
+                               thumb_size=thumb_size, report=report)
+        try:
+            for items in items_stream:
+                sink.add(items)
+                done += len(items)
+                if progress:
+                    progress(done, len(to_read))
+        finally:
+            items_stream.close()  # stops the engine's workers before the sink lets go
+        sink.flush()
+
+
+def produce_local(root, to_read, embedder, known, *, workers, max_pixels, thumb_size, report=None):
+    """The local engine's reading step: decode processes here; the sink embeds on threads."""
     import multiprocessing as mp
 
     n_workers = workers or default_workers()
-    streams = inference_streams(n_workers)
     if hasattr(embedder, "use_threads") and not os.environ.get("ORGANIZER_THREADS"):
         # Throughput comes from independent streams, not from threads inside one operator: those
         # wait for each other at every operator, so one thread preempted by a decoder (or any
         # other program) stalls them all.
         embedder.use_threads(1)
-    unreadable = [{"path": rel, "error": f"{rel}: {BAD_NAME_ERROR}"} for rel in to_read if rel in bad_names]
-    to_read = [rel for rel in to_read if rel not in bad_names]
     tasks = [to_read[i:i + TASK_FILES] for i in range(0, len(to_read), TASK_FILES)]
     window = max(4, 2 * n_workers)  # bounded read-ahead keeps memory flat
-    done = 0
-    with _Sink(store, embedder, seen, report, batch_size, streams, previous or {}) as sink, \
-            ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                initargs=(sink.known,)) as pool:
-        sink.add(unreadable)
+    with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(known,)) as pool:
         futures: list[Future] = []
         next_task = 0
         while next_task < len(tasks) or futures:
@@ -344,12 +379,7 @@ def _run_pipeline(store, root, to_read, seen, embedder, report, *, workers, batc
                 futures.append(pool.submit(read_files, str(root), tasks[next_task], embedder.preprocess,
                                            thumb_size, max_pixels))
                 next_task += 1
-            items = futures.pop(0).result()
-            sink.add(items)
-            done += len(items)
-            if progress:
-                progress(done, len(to_read))
-        sink.flush()
+            yield futures.pop(0).result()
 
 
 def default_workers() -> int:
@@ -412,7 +442,16 @@ class _Sink:
         # when that is smaller than a worker task (TASK_FILES).
         for it in items:
             self.files.append(it)
-            if "pixels" in it and it["hash"] not in self.known and it["hash"] not in self.fresh:
+            if "vector" in it:  # embedded where it was decoded (Ray engine): only written here
+                vector, norm = it.pop("vector"), it.pop("norm")
+                if it["hash"] not in self.known and it["hash"] not in self.fresh:
+                    self.fresh[it["hash"]] = it
+                    self.vectors.append(np.asarray(vector, np.float32)[None])
+                    self.norms.append(np.asarray([norm], np.float32))
+                    self.order.append(it["hash"])
+                else:
+                    it.pop("thumb", None)
+            elif "pixels" in it and it["hash"] not in self.known and it["hash"] not in self.fresh:
                 self.fresh[it["hash"]] = it
                 self.waiting.append(it)
                 if len(self.waiting) >= self.batch_size:
