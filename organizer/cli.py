@@ -15,6 +15,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 StoreOpt = typer.Option(None, "--store", "-s", envvar="ORGANIZER_STORE",
                         help="Store directory (default: ~/.local/share/organizer/default).")
 
+EngineOpt = typer.Option("local", "--engine", help="local (this machine) or ray (a Ray cluster: docs/SCALING.md).")
+RayAddressOpt = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
+                             help="With --engine ray: the cluster's head, HOST:PORT (default: one started on this "
+                                  "machine with `ray start`, else a local one).")
+
 
 def fail(message: str, code: int = 2):
     typer.echo(f"organizer: error: {message}", err=True)
@@ -67,7 +72,9 @@ def _stderr_console():
 def index(folder: str = typer.Argument(..., help="Folder of images (never written to)."),
           store: Optional[str] = StoreOpt,
           backbone: str = typer.Option("auto", help="auto | efficientnet-lite0 | clip[:MODEL[:PRETRAINED_OR_FILE]]"),
-          workers: Optional[int] = typer.Option(None, help="Decode processes (default: cores - 1)."),
+          workers: Optional[int] = typer.Option(None, help="Decode processes (default: cores - 1); with --engine ray, "
+                                                           "actors (default: the cluster's CPUs)."),
+          engine: str = EngineOpt, ray_address: Optional[str] = RayAddressOpt,
           allow_missing: bool = typer.Option(False, help="Accept that most indexed files disappeared."),
           follow_links: bool = typer.Option(False, help="Follow symlinks, also those leading outside the folder (each folder is entered once, so loops end)."),
           max_pixels: Optional[int] = typer.Option(None, help="Refuse images with more pixels than this."),
@@ -77,7 +84,7 @@ def index(folder: str = typer.Argument(..., help="Folder of images (never writte
     with progress_bar("embedding") as bar:
         task = bar.add_task("embedding", total=None)
         report = lib.index(folder, backbone=backbone, workers=workers, allow_missing=allow_missing,
-                           follow_links=follow_links, max_pixels=max_pixels,
+                           follow_links=follow_links, max_pixels=max_pixels, engine=engine, ray_address=ray_address,
                            progress=lambda done, total: bar.update(task, completed=done, total=total))
     for path, error in report.error_files[:show_errors]:
         typer.echo(f"  skipped {path}: {error}", err=True)
@@ -189,11 +196,13 @@ def train(store: Optional[str] = StoreOpt, threshold: Optional[float] = typer.Op
 @app.command()
 @guarded
 def predict(files: Optional[List[str]] = typer.Argument(None, help="Image files to label without adding them."),
-            store: Optional[str] = StoreOpt, as_json: bool = typer.Option(False, "--json")):
+            store: Optional[str] = StoreOpt, as_json: bool = typer.Option(False, "--json"),
+            engine: str = EngineOpt, ray_address: Optional[str] = RayAddressOpt,
+            workers: Optional[int] = typer.Option(None, help="With --engine ray: tasks at once (default: the cluster's CPUs).")):
     """Predict labels: for the whole library (stored), or for the FILES given."""
     lib = open_library(store)
     if not files:
-        n = lib.predict()
+        n = lib.predict(engine=engine, ray_address=ray_address, workers=workers)
         counts = dict(lib.store.db.execute("SELECT label, COUNT(*) FROM predictions GROUP BY label ORDER BY 2 DESC"))
         typer.echo(f"predicted {n} images: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         return

@@ -174,7 +174,14 @@ class Library:
 
         return find_label_errors(self.store, limit=limit, everything=everything)
 
-    def predict(self) -> int:
+    def predict(self, *, engine: str = "local", ray_address: str | None = None, workers: int | None = None) -> int:
+        """Predict every present image; engine "ray" runs the classifier as Ray tasks over shards."""
+        if engine == "ray":
+            from .engine_ray import predict_store_ray
+
+            return predict_store_ray(self.store, address=ray_address, workers=workers)
+        if engine != "local":
+            raise StoreError(f"unknown engine {engine!r}: use local or ray")
         from .classify import predict_store
 
         return predict_store(self.store)
