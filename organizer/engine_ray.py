@@ -115,6 +115,10 @@ def _quiet_ray_data() -> None:
     ctx.execution_options.verbose_progress = False
 
 
+def alive_nodes() -> int:
+    return sum(1 for n in _ray().nodes() if n.get("Alive"))
+
+
 def cluster_cpus() -> int:
     ray = _ray()
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -240,17 +244,18 @@ def _items(batch: dict) -> list[dict]:
 
 
 def ray_producer(address: str | None = None):
-    """The indexer's read step on Ray (see indexer._run_pipeline for the contract)."""
+    """The indexer's read step on Ray (see indexer._run_pipeline for the contract). Joins the
+    cluster at once, so a wrong address fails before anything is scanned."""
+    how = connect(address)
 
     def produce(root, to_read, embedder, known, *, workers, max_pixels, thumb_size, report=None):
         ray = _ray()
         import ray.data
 
-        how = connect(address)
         n_actors = workers or cluster_cpus()
         spec = model_spec(embedder)
         if report is not None:
-            report.runtime = f"ray ({how}, {n_actors} actors, {spec['label']})"
+            report.runtime = f"ray ({how}, {alive_nodes()} nodes, {n_actors} actors, {spec['label']})"
         known_ref = [ray.put(KnownHashes(known).array)]  # in a list: the actor gets the ref, not a copy per call
         delivered: set[str] = set()
         for start in range(0, len(to_read), WAVE_FILES):

@@ -266,6 +266,11 @@ def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "au
     if engine not in ENGINES:
         raise IndexError_(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     root = check_folder(store, Path(folder).expanduser())
+    produce = produce_local
+    if engine == "ray":
+        from .engine_ray import ray_producer
+
+        produce = ray_producer(ray_address)  # joins (or starts) the cluster now: a wrong address fails first
     with StoreLock(store), disk_full_guard(store, "the store"):
         remove_orphans(store)
         remove_stale_temps(store.root / CACHE_DIR / "onnx")
@@ -313,11 +318,6 @@ def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "au
         report.missing = sum(1 for p, f in known_files.items() if p not in seen)
 
         if to_read:
-            produce = produce_local
-            if engine == "ray":
-                from .engine_ray import ray_producer
-
-                produce = ray_producer(ray_address)
             _run_pipeline(store, root, to_read, seen, embedder, report, workers=workers, batch_size=batch_size,
                           max_pixels=max_pixels, thumb_size=thumb_size, progress=progress, bad_names=bad_names,
                           previous={p: f.image_id for p, f in known_files.items()}, produce=produce)
