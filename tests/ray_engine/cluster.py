@@ -55,7 +55,8 @@ def comm(pid: int) -> str:
 
 
 class LocalCluster:
-    def __init__(self):
+    def __init__(self, cpus_per_node: int = 1):
+        self.cpus = cpus_per_node
         self.tmp = Path(tempfile.mkdtemp(prefix="orgray-", dir="/tmp"))  # short: Ray's socket paths
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -73,7 +74,7 @@ class LocalCluster:
         env = self.env()
         env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")  # a worker node refuses to start with it
         log = open(self.tmp / f"{name}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-c", RAY_START, "start", "--block", "--num-cpus", "1",
+        proc = subprocess.Popen([sys.executable, "-c", RAY_START, "start", "--block", "--num-cpus", str(self.cpus),
                                  "--node-ip-address", "127.0.0.1", "--object-store-memory", str(OBJECT_STORE_BYTES),
                                  "--disable-usage-stats", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -85,10 +86,12 @@ class LocalCluster:
         self.nodes.append(proc)
         return proc
 
-    def start(self) -> "LocalCluster":
+    def start(self, workers: int = 1) -> "LocalCluster":
+        """A head and `workers` more nodes."""
         self._node("--head", "--port", str(self.port), "--include-dashboard", "false",
                    "--temp-dir", str(self.tmp / "ray"), name="head")
-        self.add_worker()
+        for _ in range(workers):
+            self.add_worker()
         return self
 
     def add_worker(self) -> subprocess.Popen:
