@@ -374,8 +374,14 @@ def assign_rest(reducer, E_fit, labels_fit, probs_fit, X_rest, *, k: int = 15, c
     kNN vote over the sample's labels) as Ray tasks over chunks of rows: (labels, probabilities),
     as `HDBSCANClusterer.fit` computes them for `rest`. `X_rest` may be any row-sliceable array
     (a memory map of shards)."""
-    reducer._index = None  # a faiss index does not travel; each task builds its own
-    shared = (reducer, np.asarray(E_fit, np.float32), np.asarray(labels_fit), np.asarray(probs_fit, np.float32), k)
+    import copy
+
+    slim = copy.copy(reducer)  # what transform needs: the sample's PCA and embedding, not umap or all rows
+    slim._index = None         # a faiss index does not travel; each task builds its own
+    for heavy in ("reducer_", "embedding_"):
+        if hasattr(slim, heavy):
+            setattr(slim, heavy, None)
+    shared = (slim, np.asarray(E_fit, np.float32), np.asarray(labels_fit), np.asarray(probs_fit, np.float32), k)
     chunks = (np.asarray(X_rest[i:i + chunk_rows], np.float32) for i in range(0, len(X_rest), chunk_rows))
     labels, probs = [], []
     for lab, pr in map_row_chunks(_assign_chunk, shared, chunks, address=address, workers=workers):
