@@ -48,6 +48,8 @@ def main() -> None:
                 res = run(cmd, env=env, rss=True)
                 info = parse_index(res["stdout"])
                 row = {"wall_s": res["wall_s"], "images_s": info["embedded"] / res["wall_s"],
+                       # the command's own CPU (Ray: the driver alone; local: with its decode processes)
+                       "command_cpu_s": res["cpu_s"],
                        "driver_peak_rss_mib": res["peak_rss_main_mib"], "runtime": info["runtime"],
                        "embedded": info["embedded"], "loadavg": res["loadavg"]}
                 rows[name].append(row)
