@@ -121,7 +121,7 @@ def test_predict_on_ray_equals_local(ray_cluster, store_copy):
     assert np.allclose([r[4:] for r in remote], [r[4:] for r in local], atol=1e-5)
 
 
-def test_unreachable_address_is_a_clear_error(tmp_path, sample_store, ray_cluster):
+def test_unreachable_address_is_a_clear_error(ray_cluster, tmp_path, sample_store):
     from support import SAMPLE as folder
 
     from .cluster import free_port

@@ -116,7 +116,7 @@ def test_driver_killed_mid_run_then_resumed(ray_cluster, photos, sample_store, t
     assert_complete(store, folder, reference)
 
 
-def test_no_cluster_starts_a_local_one(sample_store, tmp_path, ray_cluster):
+def test_no_cluster_starts_a_local_one(ray_cluster, sample_store, tmp_path):
     """No address and no `ray start` on record: a local cluster, said on stderr."""
     import tempfile
 
