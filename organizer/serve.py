@@ -173,8 +173,13 @@ def _json_images(body: bytes, batch: bool) -> list[tuple[bytes, str]]:
 
 def create_app(store_dir, *, token: str | None = None, max_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int | None = None):
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    try:
+        from fastapi import FastAPI, Request
+        from fastapi.responses import JSONResponse
+    except ImportError:
+        from .store import StoreError
+
+        raise StoreError('the prediction API needs FastAPI and uvicorn: pip install "organizer[serve]"') from None
 
     predictor = Predictor(store_dir, max_pixels=max_pixels)
     app = FastAPI(title="organizer prediction API", version="1",
