@@ -94,6 +94,7 @@ def test_every_probability_matches_and_preprocessing_matters(exported):
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.995
     assert np.abs(got - want).max() <= 1e-3, np.abs(got - want).max()
     pre = Preprocess(224)
-    squashed = run(np.stack([pre.normalize(np.asarray(Image.open(root / paths[i]).convert("RGB").resize(
-        (224, 224), Image.BICUBIC))[None])[0] for i in ids]))
-    assert np.abs(squashed - want).max() > 1e-3  # the control: other pixels, other answers
+    few = list(range(0, len(ids), 4))  # the control needs no full pass
+    squashed = run(np.stack([pre.normalize(np.asarray(Image.open(root / paths[ids[i]]).convert("RGB").resize(
+        (224, 224), Image.BICUBIC))[None])[0] for i in few]))
+    assert np.abs(squashed - want[few]).max() > 1e-3  # the control: other pixels, other answers
