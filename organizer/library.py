@@ -329,6 +329,38 @@ class Library:
         atomic_write(out, lambda f: f.write(text.encode("utf-8")))
         return len(rows)
 
+    # -- leaving the tool: sidecars, folders, a portable model, an API, watching ----
+    def export_xmp(self, *, only: set[str] | None = None, **options):
+        """XMP sidecars with each image's names as keywords (see organizer/sidecars.py for options);
+        `only`: library paths to limit it to."""
+        from .sidecars import export_sidecars
+
+        rows = self.export_rows()
+        if only is not None:
+            rows = [r for r in rows if r["path"] in only]
+        return export_sidecars(rows, self.store.library_root, **options)
+
+    def export_folders(self, out, *, link: str = "symbolic"):
+        from .export_folders import export_folders
+
+        return export_folders(self.export_rows(), self.store.library_root, out, link=link)
+
+    def export_model(self, out, *, model_id: int | None = None) -> dict:
+        from .portable import export_model
+
+        return export_model(self.store, out, model_id=model_id)
+
+    def api(self, *, token: str | None = None, **limits):
+        """The prediction API as an ASGI app (FastAPI), for `organizer serve` or any ASGI server."""
+        from .serve import create_app
+
+        return create_app(self.store.root, token=token, **limits)
+
+    def watch(self, folder, **options) -> int:
+        from .watch import watch
+
+        return watch(self, folder, **options)
+
     # -- overview -----------------------------------------------------------------
     def status(self) -> dict:
         counts = self.store.counts()
