@@ -77,6 +77,7 @@ def navigation():
     ], position="top")
 
 
+common.new_run()
 with common.run_lock():
     page = navigation()
     if st.query_params.get("cluster") is not None:

@@ -62,6 +62,6 @@ if bounds.get("x") and bounds.get("y"):
             common.label_picker("map:label", "Name them")
             st.button(f"Name the {len(chosen)} selected images", type="primary", on_click=name_selection,
                       args=(chosen,))
-        common.grid(chosen[:24])
+        common.grid(chosen[:24], name="map")
         if len(chosen) > 24:
             st.caption(f"showing 24 of {len(chosen)}")
