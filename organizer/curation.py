@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import history
 from .library import Library, _clean_name
 from .store import Store, StoreError
 
@@ -157,6 +158,7 @@ def cluster_name_counts(store: Store) -> dict[int, list[tuple[str, int]]]:
 def _set_cluster(store: Store, image_ids: list[str], cluster: int) -> None:
     cid = _current(store)
     with store.transaction():
+        store.record("move", f"moved {len(image_ids)} images", [history.members_before(store, cid, image_ids)])
         store.db.executemany(
             "INSERT INTO cluster_members(clustering_id, image_id, cluster, core_cluster, probability) "
             "VALUES(?,?,?,-1,0) ON CONFLICT(clustering_id, image_id) DO UPDATE SET cluster=excluded.cluster",
@@ -181,11 +183,12 @@ def move_to_cluster(store: Store, image_ids, cluster: int) -> int:
         return drop_to_unsorted(store, ids)
     check_cluster_id(store, cluster)
     name = cluster_name(store, cluster)
-    _set_cluster(store, ids, cluster)
-    if name:
-        store.set_labels(ids, name, "manual")
-    else:
-        store.remove_labels(ids)
+    with store.action("move", f"moved {len(ids)} images to cluster {cluster}" + (f" “{name}”" if name else "")):
+        _set_cluster(store, ids, cluster)
+        if name:
+            store.set_labels(ids, name, "manual")
+        else:
+            store.remove_labels(ids)
     return len(ids)
 
 
@@ -197,8 +200,9 @@ def move_to_label(store: Store, image_ids, name: str) -> int:
 def drop_to_unsorted(store: Store, image_ids) -> int:
     """The images do not belong where they are: no cluster, no name."""
     ids = _known_ids(store, image_ids)
-    _set_cluster(store, ids, -1)
-    store.remove_labels(ids)
+    with store.action("drop", f"dropped {len(ids)} images to unsorted"):
+        _set_cluster(store, ids, -1)
+        store.remove_labels(ids)
     return len(ids)
 
 
@@ -207,12 +211,15 @@ def name_cluster(lib: Library, cluster: int, name: str) -> int:
     when they carried the old cluster name (so a rename is never half-applied)."""
     store = lib.store
     old = cluster_name(store, check_cluster_id(store, cluster))
-    n = lib.name_cluster(cluster, name)
-    if old and old != _clean_name(name):
-        labels = store.labels()
-        stale = [i for i in lib.cluster_members(cluster) if labels.get(i) == old]
-        if stale:
-            store.set_labels(stale, _clean_name(name), "manual")
+    new = _clean_name(name)
+    what = f"renamed cluster {cluster} “{old}” to “{new}”" if old and old != new else f"named cluster {cluster} “{new}”"
+    with store.action("rename" if old and old != new else "name", what):
+        n = lib.name_cluster(cluster, name)
+        if old and old != new:
+            labels = store.labels()
+            stale = [i for i in lib.cluster_members(cluster) if labels.get(i) == old]
+            if stale:
+                store.set_labels(stale, new, "manual")
     return n
 
 
@@ -226,15 +233,18 @@ def merge_clusters(store: Store, clusters: list[int], name: str | None = None) -
     sizes = {c: len(store.cluster_member_ids(c)) for c in clusters}
     target = max(clusters, key=lambda c: (sizes[c], -c))
     others = [c for c in clusters if c != target]
-    with store.transaction():
-        q = ",".join("?" * len(others))
-        store.db.execute(f"UPDATE cluster_members SET cluster=? WHERE clustering_id=? AND cluster IN ({q})",
-                         (target, cid, *others))
-        store.db.execute(f"DELETE FROM cluster_suggestions WHERE clustering_id=? AND cluster IN ({q})",
-                         (cid, *others))
-        _recount(store, cid)
-    if name:
-        store.set_labels(store.cluster_member_ids(target), _clean_name(name), "cluster", overwrite_manual=False)
+    with store.action("merge", f"merged clusters {', '.join(map(str, clusters))} into cluster {target}"):
+        with store.transaction():
+            store.record("merge", "", [history.clusters_before(store, cid, others),
+                                       history.suggestions_before(store, cid, others)])
+            q = ",".join("?" * len(others))
+            store.db.execute(f"UPDATE cluster_members SET cluster=? WHERE clustering_id=? AND cluster IN ({q})",
+                             (target, cid, *others))
+            store.db.execute(f"DELETE FROM cluster_suggestions WHERE clustering_id=? AND cluster IN ({q})",
+                             (cid, *others))
+            _recount(store, cid)
+        if name:
+            store.set_labels(store.cluster_member_ids(target), _clean_name(name), "cluster", overwrite_manual=False)
     return target
 
 
@@ -266,6 +276,9 @@ def split_cluster(lib: Library, cluster: int, *, seed: int = 0, progress=None) -
     say(f"Suggesting names for {len(groups)} groups...")
     suggestions = _suggest(lib, ids, X, assigned)
     with store.transaction():
+        store.record("split", f"split cluster {cluster} into {len(groups)} clusters",
+                     [history.members_before(store, cid, ids),
+                      history.suggestions_before(store, cid, [cluster, *new_id.values()])])
         store.db.executemany("UPDATE cluster_members SET cluster=? WHERE clustering_id=? AND image_id=?",
                              [(int(c), cid, i) for i, c in zip(ids, assigned)])
         store.db.executemany("INSERT OR REPLACE INTO cluster_suggestions(clustering_id, cluster, names) VALUES(?,?,?)",
@@ -430,7 +443,11 @@ def accept(store: Store, image_ids, name: str, guess: str | None = None) -> int:
     model's guess, 'manual' when the person gave another name (a correction is their own label)."""
     name = _clean_name(name)
     source = "accepted" if guess is None or name == guess else "manual"
-    return store.set_labels(_known_ids(store, image_ids), name, source)
+    ids = _known_ids(store, image_ids)
+    what = f"confirmed “{name}” on {len(ids)} image(s)" if source == "accepted" else \
+        f"corrected {len(ids)} image(s) to “{name}”" + (f" (the model said “{guess}”)" if guess else "")
+    with store.action("review", what):
+        return store.set_labels(ids, name, source)
 
 
 def model_classes(store: Store) -> list[str]:

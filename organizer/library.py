@@ -81,6 +81,8 @@ class Library:
                 "INSERT INTO clusterings(created_at, backbone, params, seed, n_images, n_clusters) VALUES(?,?,?,?,?,?)",
                 (time.time(), self.store.backbone, dumps(result.params), seed, len(ids), n_clusters))
             cid = cur.lastrowid
+            self.store.record("regroup", f"grouped {len(ids)} images into {n_clusters} clusters "
+                              f"({int((result.labels < 0).sum())} unsorted)", [["clustering", cid]])
             self.store.db.executemany(
                 "INSERT INTO cluster_members(clustering_id, image_id, cluster, core_cluster, probability) "
                 "VALUES(?,?,?,?,?)",
@@ -129,7 +131,8 @@ class Library:
         name = _clean_name(name)
         if cluster < 0:
             raise StoreError("-1 holds the unsorted images, not a cluster: label them with `organizer label`")
-        return self.store.set_labels(self.cluster_members(cluster), name, "cluster", overwrite_manual=False)
+        with self.store.action("name", f"named cluster {cluster} “{name}”"):
+            return self.store.set_labels(self.cluster_members(cluster), name, "cluster", overwrite_manual=False)
 
     # -- labels ---------------------------------------------------------------------
     def resolve_paths(self, paths: list[str]) -> list[str]:
@@ -171,7 +174,28 @@ class Library:
     def use_model(self, model_id: int) -> None:
         from .versions import use_version
 
+        before = self.store.current_model()
         use_version(self.store, model_id)
+        if before is not None and before["id"] != model_id:
+            with self.store.transaction():
+                self.store.record("model", f"made model {model_id} current (was {before['id']})",
+                                  [["model", before["id"]]])
+
+    # -- history --------------------------------------------------------------------
+    def history(self, limit: int | None = 20, *, include_undone: bool = False):
+        """The changes a person made, newest first (HistoryEntry: id, kind, summary, ...)."""
+        from .history import entries
+
+        return entries(self.store, limit, include_undone=include_undone)
+
+    def undo(self, n: int = 1, *, back_to: int | None = None):
+        """Undo the last n changes (or all from entry `back_to` on); re-predicts if the model changed."""
+        from .history import touches_model, undo
+
+        done = undo(self.store, n, back_to=back_to)
+        if touches_model(done, self.store) and self.store.current_model() is not None:
+            self.predict()
+        return done
 
     def set_class_threshold(self, name: str, value: float | None) -> dict:
         from .classify import set_class_threshold

@@ -13,7 +13,9 @@ BATCH = 12
 
 
 def answer(image_id: str, name: str, guess: str) -> None:
-    common.act(curation.accept, store, [image_id], name, guess)
+    if common.act(curation.accept, store, [image_id], name, guess, at="review") is not None:
+        what = f"Confirmed “{name}”." if name == guess else f"Corrected to “{name}” (the model said “{guess}”)."
+        common.say(what + " It is a label for the next training; undo it in Last changes (left).", at="review")
 
 
 def retrain() -> None:
@@ -40,6 +42,7 @@ left.markdown("Images no one has checked that teach the model most: uncertain, i
 right.button(f"Retrain with {since} new answers" if since else "Retrain", type="primary" if since else "secondary",
              on_click=retrain)
 
+common.show_messages("review")
 queue = curation.review_queue(lib, BATCH)
 if not queue:
     st.success("Nothing left to review: every predicted image has a name.")
