@@ -80,11 +80,11 @@ def history_panel() -> None:
             st.caption("Nothing to undo yet. Every change you make (names, moves, merges, splits, "
                        "re-groups, review answers, model switches) appears here.")
         for k, e in enumerate(entries):
-            left, right = st.columns([4, 1.3], vertical_alignment="center")
+            left, right = st.columns([4, 1], vertical_alignment="center")
             left.caption(e.summary)
             later = f" and the {k} after it" if k else ""
-            right.button("Undo", key=f"undo:{e.id}", on_click=_undo, args=(e.id,),
-                         help=f"Undo this change{later}; `organizer undo` does the same")
+            right.button("↶", key=f"undo-{e.id}", on_click=_undo, args=(e.id,),
+                         help=f"Undo: {e.summary}{later}; `organizer undo` does the same")
 
 
 def navigation():

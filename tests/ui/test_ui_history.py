@@ -19,7 +19,7 @@ def test_undo_a_naming_from_the_sidebar(open_app, ui_copy):
     assert lib.store.labels()
     entry = lib.history(1)[0]
     assert entry.kind == "name" and any(c.value == entry.summary for c in at.sidebar.caption)
-    at.sidebar.button(key=f"undo:{entry.id}").click().run()
+    at.sidebar.button(key=f"undo-{entry.id}").click().run()
     assert_clean(at)
     assert not lib.store.labels()
     assert any("Undid 1 change" in i.value for i in at.sidebar.info)
