@@ -191,6 +191,7 @@ def _no_exception(page):
     assert "Traceback" not in body and "StreamlitDuplicateElementKey" not in body and "Error:" not in body, body[:2000]
 
 
+@pytest.mark.slow  # about 2 minutes on a 2-core machine (a model is trained, every cell clicked)
 def test_walk_through_merge_undo_cells_review_map(browser, server):
     """The day-of-use walk-through (issue 13): merge and undo it, every confusion cell, a review
     answer and its undo, a lasso on the map; the store is checked after each step."""
