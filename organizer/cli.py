@@ -98,12 +98,12 @@ def index(folder: str = typer.Argument(..., help="Folder of images (never writte
 @app.command()
 @guarded
 def cluster(store: Optional[str] = StoreOpt,
-            min_cluster_size: Optional[int] = typer.Option(None, help="Smallest group (default scales with size)."),
+            min_cluster_size: Optional[int] = typer.Option(None, help="Smallest group a person would name (default 10, at any library size)."),
             seed: int = typer.Option(0, help="Same seed, same clusters.")):
     """Discover groups (UMAP + HDBSCAN). Names live on images, so nothing is lost."""
     lib = open_library(store)
     with _stderr_console().status("clustering..."):
-        result = lib.cluster(min_cluster_size=min_cluster_size, seed=seed)
+        result = lib.cluster(min_cluster_size=min_cluster_size, seed=seed, keep_empty=min_cluster_size is None)
     typer.echo(f"{result['clusters']} clusters over {result['images']} images; "
                f"{result['unsorted']} unsorted (clustering {result['clustering_id']})")
     _print_clusters(lib.clusters(samples=3))
@@ -111,10 +111,15 @@ def cluster(store: Optional[str] = StoreOpt,
 
 def _print_clusters(infos):
     for c in infos:
+        if c.level not in ("group", "unsorted"):
+            continue
         names = ", ".join(n for n, _ in c.suggestions) or "-"
         label = f"  [{c.label}: {c.labeled}]" if c.label else ""
         title = "unsorted" if c.id < 0 else f"cluster {c.id}"
-        typer.echo(f"{title:>12}  {c.size:6d} images  suggested: {names}{label}")
+        agree = "" if c.agreement is None else f"  agreement {c.agreement:.2f}"
+        parts = f"  sub-groups {c.children}" if c.children else ""
+        alike = f"  looks like {c.look_alike}" if c.look_alike else ""
+        typer.echo(f"{title:>12}  {c.size:6d} images{agree}  suggested: {names}{label}{parts}{alike}")
 
 
 @app.command()
@@ -125,7 +130,7 @@ def clusters(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(False
     from dataclasses import asdict
 
     lib = open_library(store)
-    infos = lib.clusters(samples=samples)
+    infos = lib.clusters(samples=samples, tree=as_json)
     if not infos:
         fail("no clustering yet: run `organizer cluster` first")
     if as_json:
@@ -133,7 +138,7 @@ def clusters(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(False
         return
     _print_clusters(infos)
     for c in infos:
-        if c.id >= 0:
+        if c.id >= 0 and c.level == "group":
             typer.echo(f"  {c.id}: " + "  ".join(c.sample_paths))
 
 
@@ -332,6 +337,7 @@ def ui(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, help="Por
 from . import cli_learning, cli_maintenance, cli_tags  # noqa: E402,F401
 from . import cli_interop  # noqa: E402,F401
 from . import cli_history  # noqa: E402,F401
+from . import cli_groups  # noqa: E402,F401
 
 
 def main():

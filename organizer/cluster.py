@@ -164,79 +164,98 @@ class UMAPReducer:
 
 
 class HDBSCANClusterer:
-    """HDBSCAN with "auto" selection (eom, falling back to leaf when eom collapses).
+    """HDBSCAN's group tree with an absolute smallest group, then the level a person sees first
+    (organizer/hierarchy.py): ``cluster_selection_method`` "auto" (stable groups, split what is
+    mixed, leaf ladder where the features are weakly separated), "eom" or "leaf".
 
-    Fits on at most ``max_fit`` rows (seeded sample); other rows get
-    the label most of their ``vote_k`` nearest sample rows carry (noise included), in the
-    reduced space: hdbscan.approximate_predict queries min_samples neighbours per row, which
-    at 2% of the sample is hundreds per row, hours at 1M. ``labels_`` are HDBSCAN's own (-1 noise).
-    """
+    Fits on at most ``max_fit`` rows (seeded sample); every other row takes the finest tree node
+    most of its ``vote_k`` nearest sample rows are in (noise included), in the reduced space.
+    ``labels_``: flat group per row (-1 noise); ``nodes_``: the finest tree node per row (-1 none);
+    ``kept_``: tree nodes worth showing (flat groups, their ancestors and their sub-groups)."""
 
-    def __init__(self, min_cluster_size=5, min_samples=None, cluster_selection_method="auto",
-                 leaf_min_cluster_size=None, min_eom_clusters=3, cluster_selection_epsilon=0.0,
+    def __init__(self, min_cluster_size=10, min_samples=5, cluster_selection_method="auto",
                  max_fit=20_000, random_state=0, vote_k=15):
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
         self.cluster_selection_method = cluster_selection_method
-        self.leaf_min_cluster_size = leaf_min_cluster_size
-        self.min_eom_clusters = min_eom_clusters
-        self.cluster_selection_epsilon = cluster_selection_epsilon
         self.max_fit = max_fit
         self.random_state = random_state
         self.vote_k = vote_k
 
-    def _run(self, E, method, mcs, predict):
+    def fit(self, E, X=None):
         import hdbscan  # heavy: imported only when used
-        ms = self.min_samples
-        ms = None if ms is None else int(min(ms, len(E) - 1))
-        return hdbscan.HDBSCAN(min_cluster_size=int(max(2, min(mcs, len(E)))), min_samples=ms,
-                               cluster_selection_method=method,
-                               cluster_selection_epsilon=float(self.cluster_selection_epsilon),
-                               ).fit(E)
 
-    def fit(self, X):
-        E = np.asarray(X, dtype=np.float32)
+        from .hierarchy import GroupTree, most_stable_leaf_level, neighbour_graph
+
+        E = np.asarray(E, dtype=np.float32)
         n = len(E)
         idx = sample_indices(n, self.max_fit, self.random_state or 0)
-        predict = len(idx) < n
+        m = len(idx)
+        mcs = int(max(2, min(self.min_cluster_size, m)))
+        ms = None if self.min_samples is None else int(max(1, min(self.min_samples, m - 1)))
+        h = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms).fit(E[idx])
+        tree = GroupTree(h.condensed_tree_.to_numpy(), m)
+        self.neighbours_ = neighbour_graph(E[idx] if X is None else np.asarray(X, np.float32)[idx])
         method = self.cluster_selection_method
-        h = self._run(E[idx], "eom" if method == "auto" else method, self.min_cluster_size, predict)
-        self.eom_clusters_ = int(h.labels_.max() + 1) if method in ("auto", "eom") else None
-        if method == "auto" and self.eom_clusters_ < self.min_eom_clusters:
-            leaf_mcs = self.leaf_min_cluster_size or self.min_cluster_size
-            h = self._run(E[idx], "leaf", leaf_mcs, predict)
-            method = "leaf"
-        self.selection_used_ = method if method != "auto" else "eom"
+        if method == "leaf":
+            selected = tree.leaves()
+        elif method == "eom":
+            selected = tree.stable_selection(log=False)
+        else:
+            selected = tree.split_mixed(tree.stable_selection(), self.neighbours_)
+            biggest = max((len(tree.rows(v)) for v in selected), default=0)
+            if len(selected) < 3 or biggest > m / 2:  # a group is not the library: weakly separated
+                mcs, leaves, leaf_tree = most_stable_leaf_level(h.single_linkage_tree_.to_numpy(), m, mcs)
+                if leaf_tree is not None:
+                    tree, selected, method = leaf_tree, leaves, "leaf ladder"
+            method = "stable" if method == "auto" else method
+        self.selection_used_ = method
+        self.min_cluster_size_used_ = mcs
+        self.tree_, self.selected_ = tree, selected
+        keep = set(selected)
+        for v in selected:
+            keep.update(tree.ancestors(v))
+            keep.update(tree.descendants(v))
+        self.kept_ = keep
+        flat_fit, strength = tree.labels(selected)
+        node_fit = tree.finest_node(keep)
         labels = np.full(n, -1, dtype=np.int64)
+        nodes = np.full(n, -1, dtype=np.int64)
         probs = np.zeros(n, dtype=np.float32)
-        labels[idx], probs[idx] = h.labels_, h.probabilities_
+        labels[idx], nodes[idx], probs[idx] = flat_fit, node_fit, strength
         rest = np.setdiff1d(np.arange(n), idx, assume_unique=True)
-        if predict:
-            labels[rest], probs[rest] = _vote(E[idx], labels[idx], probs[idx], E[rest], self.vote_k)
-        self.labels_ = labels
+        if len(rest):
+            compact, node_code = np.unique(node_fit, return_inverse=True)   # node ids -> 0..K-1
+            code, probs[rest] = _vote(E[idx], node_code.astype(np.int64) - int(compact[0] < 0),
+                                      strength, E[rest], self.vote_k)
+            voted = np.where(code >= 0, compact[np.maximum(code + int(compact[0] < 0), 0)], -1)
+            nodes[rest] = voted
+            flat_of = {v: i for i, v in enumerate(selected)}
+            for v in selected:
+                for d in tree.descendants(v):
+                    flat_of[d] = flat_of[v]
+            labels[rest] = np.array([flat_of.get(int(v), -1) for v in voted], np.int64)
+            probs[rest] = np.where(labels[rest] >= 0, probs[rest], 0.0)
+        self.labels_, self.nodes_ = labels, nodes
         self.probabilities_ = np.nan_to_num(probs, nan=0.0).clip(0, 1).astype(np.float32)
         return self
 
 
 def default_params(n: int, max_fit: int = 20_000) -> dict:
-    """Measured defaults for n vectors. Sizes are fractions of the points HDBSCAN sees
-    (n_fit = min(n, max_fit)), so the number of groups does not grow with the library:
-    eom groups need >= 2% of n_fit (caltech: 8 clusters = 8 classes), the leaf fallback
-    >= 0.8% (cifar: 14 clusters; 0.5% gives 17, 1% only 10). Floor of 5 for small n."""
-    n_fit = min(n, max_fit)
+    """Defaults for n vectors. None of them grows with the library: a group of 10 is a group in
+    a library of 200 and of 10 million (organizer/hierarchy.py says why each value is what it is)."""
+    from .hierarchy import MIN_GROUP, MIN_SAMPLES
+
     return {
         "n_components": 10, "n_neighbors": 15, "min_dist": 0.0, "metric": "cosine",
         "pca_dims": 128,               # fits of >= pca_min_rows rows: UMAP's graph from exact
         "pca_min_rows": 20_000,        # kNN in a 128-d PCA (below, UMAP's own in full dims)
         "max_fit": max_fit,
         "cluster_selection_method": "auto",
-        "min_cluster_size": max(5, round(0.02 * n_fit)),
-        "leaf_min_cluster_size": max(5, round(0.008 * n_fit)),
-        "min_samples": None,           # = min_cluster_size (hdbscan default); measured best
-        "min_eom_clusters": 3,         # eom with < 3 groups is treated as collapsed
-        "cluster_selection_epsilon": 0.0,
+        "min_cluster_size": MIN_GROUP,
+        "min_samples": MIN_SAMPLES,
         "place_k": 15,                 # remainder placement: k nearest clustered points
-        "place_threshold": 0.5,        # share of them that must agree; 1.01 disables it
+        "place_threshold": 0.5,        # a majority of them must agree; 1.01 disables it
         "min_points": 10,              # below this nothing is clustered (all -1)
     }
 
@@ -247,6 +266,11 @@ class ClusterResult:
     core_labels: np.ndarray     # int64, HDBSCAN's own labels (same numbering), -1 = noise
     probabilities: np.ndarray   # float32 [0,1]: HDBSCAN membership, or kNN vote share if placed
     params: dict = field(default_factory=dict)  # everything used, JSON-serializable
+    nodes: np.ndarray | None = None       # int64: finest group-tree node per row (ids below), -1 none
+    tree: list[dict] = field(default_factory=list)   # {id, parent (-1 top), size, level}: level is
+    # "group" (the flat clusters 0..k-1), "parent" (a group of groups) or "sub-group" (a part of one)
+    agreement: list[float] = field(default_factory=list)  # per flat cluster (hierarchy.agreement)
+    merges: list[tuple[int, int, float]] = field(default_factory=list)  # (a, b, kappa): look alike
 
     @property
     def n_clusters(self) -> int:
@@ -277,28 +301,29 @@ def _vote(E_fit, labels_fit, probs_fit, E_rest, k):
 
 
 def _place_remainder(E, core, k, threshold):
-    """kNN vote in embedding space: noise points join a cluster holding >= threshold of
-    their k nearest clustered neighbours. Returns (labels, vote share)."""
-    from sklearn.neighbors import NearestNeighbors
+    """kNN vote in embedding space: a noise point joins the group that holds at least
+    ``threshold`` of its k nearest neighbours, noise counting as a vote of its own, so clutter
+    (whose neighbours are clutter too) stays unsorted. Returns (labels, vote share)."""
     labels = core.copy()
     share = np.zeros(len(core), dtype=np.float32)
-    clustered = np.flatnonzero(core >= 0)
     noise = np.flatnonzero(core < 0)
-    if threshold > 1 or not len(clustered) or not len(noise):
+    if threshold > 1 or not (core >= 0).any() or not len(noise):
         return labels, share
-    k = int(min(k, len(clustered)))
-    n_clusters = int(core.max()) + 1
-    nn = NearestNeighbors(n_neighbors=k).fit(E[clustered])
+    index = _knn_index(np.ascontiguousarray(E, dtype=np.float32))
+    k = int(min(k + 1, len(E)))
+    n_labels = int(core.max()) + 2   # slot 0 = noise
     for i in range(0, len(noise), _CHUNK):
         rows = noise[i:i + _CHUNK]
-        _, nbr = nn.kneighbors(E[rows])
-        votes = core[clustered][nbr]                       # (m, k) cluster ids
-        counts = np.zeros((len(rows), n_clusters), dtype=np.int32)  # per chunk only
+        _, nbr = _knn_query(index, np.ascontiguousarray(E[rows], dtype=np.float32), k)
+        nbr = nbr[:, 1:]                                   # the point itself comes first
+        votes = core[nbr] + 1
+        counts = np.zeros((len(rows), n_labels), dtype=np.int32)
         np.add.at(counts, (np.arange(len(rows))[:, None], votes), 1)
+        counts[:, 0] = 0                                   # noise neighbours only dilute the share
         best = counts.argmax(axis=1)
-        frac = counts[np.arange(len(rows)), best] / k
-        ok = frac >= threshold
-        labels[rows[ok]] = best[ok]
+        frac = counts[np.arange(len(rows)), best] / nbr.shape[1]
+        ok = (frac >= threshold) & (best > 0)
+        labels[rows[ok]] = best[ok] - 1
         share[rows] = np.where(ok, frac, 0.0)
     return labels, share
 
@@ -317,7 +342,7 @@ def _renumber(labels, *others):
 def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed: int = 0,
                     **overrides) -> ClusterResult:
     """Cluster n×d vectors (any scale; cosine geometry). ``overrides`` replace keys of
-    default_params(n); ``min_cluster_size`` sets both the eom and the leaf size.
+    default_params(n); ``min_cluster_size`` is the smallest group.
     Degenerate inputs: n < min_points -> all -1; all rows identical -> one cluster."""
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2:
@@ -332,8 +357,7 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     p.update(overrides)
     if min_cluster_size is not None:
         p["min_cluster_size"] = int(min_cluster_size)
-        p["leaf_min_cluster_size"] = int(overrides.get("leaf_min_cluster_size", min_cluster_size))
-    p.update(seed=int(seed), n=int(n), selection_used=None, eom_clusters=None)
+    p.update(seed=int(seed), n=int(n), selection_used=None)
 
     def result(labels, core, probs):
         return ClusterResult(labels.astype(np.int64), core.astype(np.int64),
@@ -364,15 +388,64 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     lap("umap")
     hc = HDBSCANClusterer(min_cluster_size=p["min_cluster_size"], min_samples=p["min_samples"],
                           cluster_selection_method=p["cluster_selection_method"],
-                          leaf_min_cluster_size=p["leaf_min_cluster_size"],
-                          min_eom_clusters=p["min_eom_clusters"],
-                          cluster_selection_epsilon=p["cluster_selection_epsilon"],
-                          max_fit=p["max_fit"], random_state=seed).fit(E)
+                          max_fit=p["max_fit"], random_state=seed).fit(E, X)
     lap("hdbscan")
-    p.update(selection_used=hc.selection_used_, eom_clusters=hc.eom_clusters_)
+    p.update(selection_used=hc.selection_used_, min_cluster_size_used=hc.min_cluster_size_used_)
     core = hc.labels_
     labels, share = _place_remainder(E, core, p["place_k"], p["place_threshold"])
     lap("placement")
     probs = np.where(core >= 0, hc.probabilities_, share)
+    order = _size_order(labels)
+    flat_id = {hc.selected_[old]: new for new, old in enumerate(order)}
     labels, core = _renumber(labels, core)
-    return result(labels, core, probs)
+    out = result(labels, core, probs)
+    _attach_tree(out, hc, flat_id)
+    lap("tree")
+    return out
+
+
+def _size_order(labels):
+    """Old flat ids, largest group first (the order _renumber gives)."""
+    k = int(labels.max() + 1) if len(labels) else 0
+    sizes = np.bincount(labels[labels >= 0], minlength=k)
+    order = np.argsort(-sizes, kind="stable")
+    return [int(o) for o in order if sizes[o] > 0]
+
+
+def _attach_tree(out: ClusterResult, hc: HDBSCANClusterer, flat_id: dict[int, int]) -> None:
+    """Number the kept tree nodes (flat groups 0..k-1 as in ``labels``; others after them, largest
+    first), give every row its finest node, and measure agreement and merge suggestions."""
+    from .hierarchy import agreement, merge_suggestions
+
+    tree, k = hc.tree_, len(flat_id)
+    nodes = hc.nodes_.copy()
+    placed = (out.labels >= 0) & (out.core_labels < 0)
+    inv = {v: c for v, c in flat_id.items()}
+    flat_node = np.array([v for v, _ in sorted(inv.items(), key=lambda t: t[1])], np.int64)
+    if placed.any():
+        nodes[placed] = flat_node[out.labels[placed]]
+    others = [v for v in hc.kept_ if v not in flat_id]
+    size_of = {v: len(tree.rows(v)) for v in others}
+    ids = dict(flat_id)
+    for v in sorted(others, key=lambda v: (-size_of[v], v)):
+        ids[v] = len(ids)
+    remap = np.full(int(max(ids, default=0)) + 2, -1, np.int64)
+    for v, i in ids.items():
+        remap[v] = i
+    out.nodes = np.where(nodes >= 0, remap[np.maximum(nodes, 0)], -1)
+    counts = np.bincount(out.nodes[out.nodes >= 0], minlength=len(ids))
+    sizes = counts.copy()
+    above = set()
+    for v in flat_id:
+        above.update(tree.ancestors(v))
+    for v, i in ids.items():  # a node holds its own rows and every descendant's
+        for d in tree.descendants(v):
+            if d in ids:
+                sizes[i] += counts[ids[d]]
+    out.tree = [{"id": i, "parent": next((ids[a] for a in tree.ancestors(v) if a in ids), -1), "size": int(sizes[i]),
+                 "level": "group" if i < k else ("parent" if v in above else "sub-group")}
+                for v, i in sorted(ids.items(), key=lambda t: t[1])]
+    idx = sample_indices(len(out.labels), hc.max_fit, hc.random_state or 0)
+    fit_labels = out.labels[idx]
+    out.agreement = [round(float(a), 4) for a in agreement(fit_labels, hc.neighbours_)][:k]
+    out.merges = merge_suggestions(fit_labels, hc.neighbours_)

@@ -265,13 +265,20 @@ def split_cluster(lib: Library, cluster: int, *, seed: int = 0, progress=None) -
     ids, X = load_vectors(store, store.cluster_member_ids(cluster))
     if len(ids) < 4:
         raise StoreError(f"cluster {cluster} has {len(ids)} images: too few to split")
-    say(f"Finding groups among its {len(ids)} images...")
-    labels = _subcluster(X, seed)
-    groups = sorted(set(labels.tolist()), key=lambda g: -(labels == g).sum())
     cid = _current(store)
-    first_new = (store.db.execute("SELECT MAX(cluster) FROM cluster_members WHERE clustering_id=?",
-                                  (cid,)).fetchone()[0] or 0) + 1
-    new_id = {g: (cluster if k == 0 else first_new + k - 1) for k, g in enumerate(groups)}
+    labels = _tree_parts(store, cid, cluster, ids, X)
+    if labels is not None:  # along the group tree: its sub-groups keep their tree ids
+        say(f"Splitting into its {len(set(labels.tolist()))} sub-groups...")
+        groups = sorted(set(labels.tolist()), key=lambda g: -(labels == g).sum())
+        new_id = {g: g for g in groups}
+    else:
+        say(f"Finding groups among its {len(ids)} images...")
+        labels = _subcluster(X, seed)
+        groups = sorted(set(labels.tolist()), key=lambda g: -(labels == g).sum())
+        first_new = max(store.db.execute("SELECT MAX(cluster) FROM cluster_members WHERE clustering_id=?",
+                                         (cid,)).fetchone()[0] or 0,
+                        max(store.cluster_tree(cid), default=0)) + 1  # tree node ids are taken
+        new_id = {g: (cluster if k == 0 else first_new + k - 1) for k, g in enumerate(groups)}
     assigned = np.array([new_id[g] for g in labels])
     say(f"Suggesting names for {len(groups)} groups...")
     suggestions = _suggest(lib, ids, X, assigned)
@@ -285,6 +292,28 @@ def split_cluster(lib: Library, cluster: int, *, seed: int = 0, progress=None) -
                              [(cid, c, json.dumps(names)) for c, names in suggestions.items()])
         _recount(store, cid)
     return [new_id[g] for g in groups]
+
+
+def _tree_parts(store: Store, cid: int, cluster: int, ids: list[str], X: np.ndarray) -> np.ndarray | None:
+    """Each member's sub-group in the group tree (members outside every sub-group join the one
+    whose centroid is nearest), or None when the cluster has fewer than two sub-groups."""
+    tree = store.cluster_tree(cid)
+    kids = [v for v, (parent, _, _) in tree.items() if parent == cluster]
+    if len(kids) < 2:
+        return None
+    where = {}
+    for k in kids:
+        for i in store.node_member_ids(k, cid):
+            where[i] = k
+    labels = np.array([where.get(i, -1) for i in ids], np.int64)
+    if (labels >= 0).sum() < 2 or len(set(labels[labels >= 0].tolist())) < 2:
+        return None
+    groups = sorted(set(labels[labels >= 0].tolist()))
+    centroids = np.stack([X[labels == g].mean(axis=0) for g in groups])
+    rest = labels < 0
+    if rest.any():
+        labels[rest] = np.array(groups)[np.argmax(X[rest] @ centroids.T, axis=1)]
+    return labels
 
 
 def _subcluster(X: np.ndarray, seed: int) -> np.ndarray:

@@ -26,6 +26,11 @@ class ClusterInfo:
     labeled: int                      # how many of its images carry a name
     sample_ids: list[str] = field(default_factory=list)
     sample_paths: list[str] = field(default_factory=list)
+    level: str = "group"              # group (a flat cluster) | parent (a group of groups) | sub-group
+    parent: int = -1                  # the tree node above it (-1: none)
+    children: list[int] = field(default_factory=list)   # the tree nodes right below it
+    agreement: float | None = None    # how tightly its members agree (share of neighbours inside it)
+    look_alike: list[int] = field(default_factory=list)  # clusters that look like the same thing
 
 
 class Library:
@@ -63,6 +68,9 @@ class Library:
         ids, X = load_vectors(self.store)
         if not ids:
             raise StoreError("no embedded images to cluster: run `organizer index FOLDER` first")
+        if min_cluster_size is not None and min_cluster_size < 2:
+            raise StoreError(f"a smallest group of {min_cluster_size} is not a group: choose at least 2 "
+                             "(or leave it automatic); nothing was changed")
         if min_cluster_size is not None and min_cluster_size > max(2, len(ids) // 2):
             raise StoreError(f"a smallest group of {min_cluster_size} cannot be met by {len(ids)} images: "
                              f"choose at most {max(2, len(ids) // 2)} (or automatic); nothing was changed")
@@ -83,11 +91,18 @@ class Library:
             cid = cur.lastrowid
             self.store.record("regroup", f"grouped {len(ids)} images into {n_clusters} clusters "
                               f"({int((result.labels < 0).sum())} unsorted)", [["clustering", cid]])
+            nodes = result.nodes if result.nodes is not None else np.full(len(ids), -1)
             self.store.db.executemany(
-                "INSERT INTO cluster_members(clustering_id, image_id, cluster, core_cluster, probability) "
-                "VALUES(?,?,?,?,?)",
-                [(cid, i, int(c), int(k), float(p)) for i, c, k, p in
-                 zip(ids, result.labels, result.core_labels, result.probabilities)])
+                "INSERT INTO cluster_members(clustering_id, image_id, cluster, core_cluster, probability, node) "
+                "VALUES(?,?,?,?,?,?)",
+                [(cid, i, int(c), int(k), float(p), int(v) if v >= 0 else None) for i, c, k, p, v in
+                 zip(ids, result.labels, result.core_labels, result.probabilities, nodes)])
+            agreement = dict(enumerate(result.agreement))
+            self.store.db.executemany(
+                "INSERT INTO cluster_nodes(clustering_id, node, parent, level, agreement) VALUES(?,?,?,?,?)",
+                [(cid, t["id"], t["parent"], t["level"], agreement.get(t["id"])) for t in result.tree])
+            self.store.db.executemany("INSERT INTO cluster_merges(clustering_id, a, b, kappa) VALUES(?,?,?,?)",
+                                      [(cid, a, b, k) for a, b, k in result.merges])
             self.store.db.executemany(
                 "INSERT INTO cluster_suggestions(clustering_id, cluster, names) VALUES(?,?,?)",
                 [(cid, c, json.dumps(names)) for c, names in suggestions.items()])
@@ -95,33 +110,59 @@ class Library:
         return {"clustering_id": cid, "images": len(ids), "clusters": n_clusters, "unsorted": unsorted,
                 "core_noise": int((result.core_labels < 0).sum()), "params": result.params}
 
-    def clusters(self, *, samples: int = 6) -> list[ClusterInfo]:
+    def clusters(self, *, samples: int = 6, tree: bool = False) -> list[ClusterInfo]:
+        """The flat clusters, those that teach a classifier most first (big and tight before small
+        and loose: size x agreement), then the unsorted images; tree=True adds the group tree's
+        other nodes (parents: groups of groups; sub-groups: parts of a cluster) after them."""
         cid = self.store.current_clustering_id()
         if cid is None:
             return []
         members = collections.defaultdict(list)
-        for image_id, cluster, prob in self.store.db.execute(
-                "SELECT image_id, cluster, probability FROM cluster_members WHERE clustering_id=? "
+        node_of = {}
+        for image_id, cluster, prob, node in self.store.db.execute(
+                "SELECT image_id, cluster, probability, node FROM cluster_members WHERE clustering_id=? "
                 "ORDER BY probability DESC, image_id", (cid,)):
             members[cluster].append(image_id)
+            node_of[image_id] = node
         suggestions = {r[0]: [tuple(x) for x in json.loads(r[1])] for r in self.store.db.execute(
             "SELECT cluster, names FROM cluster_suggestions WHERE clustering_id=?", (cid,))}
+        nodes = self.store.cluster_tree(cid)
+        kids = collections.defaultdict(list)
+        for v, (parent, _, _) in nodes.items():
+            if parent >= 0:
+                kids[parent].append(v)
+        alike = collections.defaultdict(list)
+        for a, b in self.store.db.execute("SELECT a, b FROM cluster_merges WHERE clustering_id=?", (cid,)):
+            alike[a].append(b)
+            alike[b].append(a)
         labels = self.store.labels()
         paths = self.store.primary_paths()
         present = set(paths)
-        out = []
-        for c in sorted(members, key=lambda k: (k < 0, -len(members[k]), k)):
-            ids = [i for i in members[c] if i in present]
+
+        def info(c, ids, level):
+            ids = [i for i in ids if i in present]
             names = collections.Counter(labels[i] for i in ids if i in labels)
             top = names.most_common(1)[0] if names else (None, 0)
-            out.append(ClusterInfo(c, len(ids), suggestions.get(c, []), top[0], sum(names.values()),
-                                   ids[:samples], [paths[i] for i in ids[:samples]]))
+            parent, _, agree = nodes.get(c, (-1, level, None))
+            return ClusterInfo(c, len(ids), suggestions.get(c, []), top[0], sum(names.values()),
+                               ids[:samples], [paths[i] for i in ids[:samples]], level, parent,
+                               sorted(kids.get(c, [])), agree, sorted(alike.get(c, [])))
+
+        flat = [info(c, members[c], "group") for c in members if c >= 0]
+        flat.sort(key=lambda c: (-(c.size * (c.agreement if c.agreement is not None else 1.0)), c.id))
+        out = flat + ([info(-1, members[-1], "unsorted")] if -1 in members else [])
+        if tree:
+            flat_ids = set(members)
+            for v in sorted(nodes):
+                if v not in flat_ids:
+                    out.append(info(v, self.store.node_member_ids(v, cid), nodes[v][1]))
         return out
 
     def cluster_members(self, cluster: int) -> list[str]:
+        """Images of a flat cluster, or of any node of the group tree (a parent: every image below it)."""
         if self.store.current_clustering_id() is None:
             raise StoreError("no clustering yet: run `organizer cluster` first")
-        ids = self.store.cluster_member_ids(cluster)
+        ids = self.store.cluster_member_ids(cluster) or self.store.node_member_ids(cluster)
         if not ids:
             raise StoreError(f"unknown cluster id {cluster}: see `organizer clusters`")
         return ids

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 2  # 2: the history table (older stores gain it when opened)
+SCHEMA_VERSION = 3  # 2: the history table; 3: the group tree (older stores gain both when opened)
 DB_NAME = "organizer.db"
 BUSY_TIMEOUT_MS = 30_000
 
@@ -67,9 +67,23 @@ CREATE TABLE IF NOT EXISTS cluster_members (
     cluster INTEGER NOT NULL,            -- after remainder placement; -1 = unsorted
     core_cluster INTEGER NOT NULL,       -- HDBSCAN's own label
     probability REAL NOT NULL,
+    node INTEGER,                        -- finest group-tree node holding it (cluster_nodes); NULL: none
     PRIMARY KEY (clustering_id, image_id)
 );
 CREATE INDEX IF NOT EXISTS members_cluster ON cluster_members(clustering_id, cluster);
+CREATE TABLE IF NOT EXISTS cluster_nodes (  -- the group tree: flat clusters, their parents, their parts
+    clustering_id INTEGER NOT NULL REFERENCES clusterings(id) ON DELETE CASCADE,
+    node INTEGER NOT NULL,               -- ids 0..k-1 are the flat clusters of cluster_members.cluster
+    parent INTEGER NOT NULL,             -- -1 at the top
+    level TEXT NOT NULL,                 -- group | parent | sub-group
+    agreement REAL,                      -- flat clusters: share of members' neighbours inside it
+    PRIMARY KEY (clustering_id, node)
+);
+CREATE TABLE IF NOT EXISTS cluster_merges (  -- pairs of flat clusters that look like one thing
+    clustering_id INTEGER NOT NULL REFERENCES clusterings(id) ON DELETE CASCADE,
+    a INTEGER NOT NULL, b INTEGER NOT NULL, kappa REAL NOT NULL,
+    PRIMARY KEY (clustering_id, a, b)
+);
 CREATE TABLE IF NOT EXISTS cluster_suggestions (
     clustering_id INTEGER NOT NULL REFERENCES clusterings(id) ON DELETE CASCADE,
     cluster INTEGER NOT NULL,
@@ -196,6 +210,9 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)  # IF NOT EXISTS: an older store gains the newer tables here
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(cluster_members)")}
+            if "node" not in columns:  # version 3: stores made before the group tree
+                self.db.execute("ALTER TABLE cluster_members ADD COLUMN node INTEGER")
             version = self.get_meta("schema_version")
             if version is None or int(version) < SCHEMA_VERSION:
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
@@ -386,6 +403,31 @@ class Store:
             return []
         rows = self.db.execute("SELECT image_id FROM cluster_members WHERE clustering_id=? AND cluster=? "
                                "ORDER BY probability DESC, image_id", (cid, cluster))
+        return [r[0] for r in rows]
+
+    def cluster_tree(self, clustering_id: int | None = None) -> dict[int, tuple[int, str, float | None]]:
+        """node -> (parent, level, agreement) of a clustering's group tree (empty for older stores)."""
+        cid = clustering_id or self.current_clustering_id()
+        return {r[0]: (r[1], r[2], r[3]) for r in self.db.execute(
+            "SELECT node, parent, level, agreement FROM cluster_nodes WHERE clustering_id=?", (cid,))}
+
+    def node_member_ids(self, node: int, clustering_id: int | None = None) -> list[str]:
+        """Images whose finest tree node is ``node`` or lies below it."""
+        cid = clustering_id or self.current_clustering_id()
+        tree = self.cluster_tree(cid)
+        if node not in tree:
+            return []
+        below, todo = {node}, [node]
+        kids: dict[int, list[int]] = {}
+        for v, (parent, _, _) in tree.items():
+            kids.setdefault(parent, []).append(v)
+        while todo:
+            for c in kids.get(todo.pop(), []):
+                below.add(c)
+                todo.append(c)
+        marks = ",".join("?" * len(below))
+        rows = self.db.execute(f"SELECT image_id FROM cluster_members WHERE clustering_id=? AND node IN ({marks}) "
+                               "ORDER BY probability DESC, image_id", (cid, *sorted(below)))
         return [r[0] for r in rows]
 
     # -- models and predictions ----------------------------------------------

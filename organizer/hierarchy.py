@@ -1,0 +1,221 @@
+"""The group tree of a library, and which of its levels a person is shown first.
+
+HDBSCAN's condensed tree (with an absolute smallest group, ``MIN_GROUP``) holds every group
+the library has at every level: animals -> dogs -> our dog. This module picks the level a
+person names first, by rules that refer to what a person sees, never to a library's size:
+
+1. *Stable groups* (excess of mass over log-density): a group that holds together over a
+   wide range of density scales is preferred over its parts. Persistence is measured in
+   log(lambda), so a group counts by how many-fold its density range spans, not by how
+   dense it is: a burst of near-copies is no more "a group" than a spread-out class.
+2. *Split what is mixed*: a chosen group is replaced by its sub-groups when they are
+   distinct things (each member's nearest neighbours, in the backbone's own space, stay in
+   its own sub-group well beyond chance: kappa >= ``DISTINCT_KAPPA``, "substantial
+   agreement") and one name would be wrong for a big part of it (the sub-groups other
+   than the largest hold >= ``MIXED_SHARE`` of it).
+3. *A group is not the library*: when that leaves fewer than 3 groups or one group holding
+   most images, the features are weakly separated and the tree has no level a person can
+   name; then its leaves are shown at the smallest-group size whose grouping changes least
+   when that size changes (the most stable leaf level of a sqrt(2)-spaced ladder).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MIN_GROUP = 10          # the smallest group a person would call a group, at any library size
+MIN_SAMPLES = 5         # density from 5 neighbours: half the smallest group, so it has a dense core
+DISTINCT_KAPPA = 0.6    # chance-corrected neighbour agreement of "distinct" sub-groups
+MIXED_SHARE = 1 / 3     # a name wrong for a third of a group is a wrong name
+AGREEMENT_K = 10        # neighbours per image for agreement, splits and merge suggestions
+
+
+class GroupTree:
+    """The condensed tree over ``m`` fitted rows: nodes, parents, members and exit densities."""
+
+    def __init__(self, condensed: np.ndarray, m: int):
+        par = condensed["parent"].astype(np.int64)
+        child = condensed["child"].astype(np.int64)
+        lam = np.asarray(condensed["lambda_val"], np.float64)
+        size = condensed["child_size"].astype(np.int64)
+        self.m = m
+        self.root = m
+        top = int(max(par.max(initial=m), child.max(initial=m))) + 1
+        is_node = child >= m
+        self.parent = np.full(top, -1, np.int64)
+        self.parent[child[is_node]] = par[is_node]
+        self.birth = np.zeros(top)
+        self.birth[child[is_node]] = lam[is_node]
+        self.nodes = np.unique(np.concatenate([[m], par, child[is_node]]))  # parents before children
+        self.children: dict[int, list[int]] = {}
+        for p, c in zip(par[is_node], child[is_node]):
+            self.children.setdefault(int(p), []).append(int(c))
+        self.point_node = np.full(m, m, np.int64)     # the node each row falls out of
+        self.point_lambda = np.zeros(m)
+        pts = ~is_node
+        self.point_node[child[pts]], self.point_lambda[child[pts]] = par[pts], lam[pts]
+        self._rows = {}
+        for v in self.nodes[::-1]:
+            parts = [np.flatnonzero(self.point_node == v)] + [self._rows[c] for c in self.children.get(int(v), [])]
+            self._rows[int(v)] = np.concatenate(parts)
+        self._par, self._lam, self._size = par, lam, size
+
+    def rows(self, v: int) -> np.ndarray:
+        return self._rows[int(v)]
+
+    def stable_selection(self, log: bool = True) -> list[int]:
+        """Excess-of-mass selection (the root is never a group); log=True measures persistence
+        in log(lambda)."""
+        f = (lambda x: np.log(np.maximum(x, 1e-12))) if log else (lambda x: x)
+        lam = np.where(np.isfinite(self._lam), self._lam, np.nanmax(self._lam[np.isfinite(self._lam)], initial=1.0))
+        start = f(self.birth)
+        start[self.root] = f(lam[self._par == self.root].min()) if (self._par == self.root).any() else 0.0
+        stability = np.zeros(len(self.parent))
+        np.add.at(stability, self._par, self._size * (f(lam) - start[self._par]))
+        best, chosen = {}, {}
+        for v in self.nodes[::-1]:
+            v = int(v)
+            kids = self.children.get(v, [])
+            total = sum(best[c] for c in kids)
+            if kids and (total > stability[v] or v == self.root):
+                best[v], chosen[v] = total, [x for c in kids for x in chosen[c]]
+            else:
+                best[v], chosen[v] = stability[v], [v]
+        return [v for v in chosen[self.root] if v != self.root]
+
+    def leaves(self) -> list[int]:
+        return [int(v) for v in self.nodes if v != self.root and not self.children.get(int(v))]
+
+    def split_mixed(self, selected: list[int], neighbours: np.ndarray) -> list[int]:
+        """Replace each group by its sub-groups while they are distinct and one name would be wrong
+        for >= MIXED_SHARE of it (recursively)."""
+        out, todo = [], list(selected)
+        while todo:
+            v = todo.pop()
+            kids = self.children.get(v, [])
+            sizes = sorted((len(self.rows(c)) for c in kids), reverse=True)
+            if len(kids) >= 2 and sum(sizes[1:]) >= MIXED_SHARE * len(self.rows(v)) \
+                    and kappa([self.rows(c) for c in kids], neighbours) >= DISTINCT_KAPPA:
+                todo.extend(kids)
+            else:
+                out.append(v)
+        return out
+
+    def labels(self, selected: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(flat label per row, -1 outside every selected group; membership strength in [0, 1])."""
+        labels = np.full(self.m, -1, np.int64)
+        strength = np.zeros(self.m, np.float32)
+        for i, v in enumerate(selected):
+            r = self.rows(v)
+            labels[r] = i
+            lam = self.point_lambda[r]
+            lam = np.where(np.isfinite(lam), lam, np.nan)
+            top = np.nanmax(lam) if np.isfinite(lam).any() else 1.0
+            strength[r] = np.nan_to_num(lam / top if top > 0 else 1.0, nan=1.0)
+        return labels, strength
+
+    def finest_node(self, keep: set[int]) -> np.ndarray:
+        """Per row, the deepest node of ``keep`` that holds it (-1 if none)."""
+        out = np.full(self.m, -1, np.int64)
+        for v in self.nodes:  # parents first, so deeper nodes overwrite
+            if int(v) in keep:
+                out[self.rows(v)] = v
+        return out
+
+    def ancestors(self, v: int) -> list[int]:
+        out = []
+        while self.parent[v] >= 0 and self.parent[v] != self.root:
+            v = int(self.parent[v])
+            out.append(v)
+        return out
+
+    def descendants(self, v: int) -> list[int]:
+        out, todo = [], list(self.children.get(v, []))
+        while todo:
+            c = todo.pop()
+            out.append(c)
+            todo.extend(self.children.get(c, []))
+        return out
+
+
+def neighbour_graph(X: np.ndarray, k: int = AGREEMENT_K) -> np.ndarray:
+    """Each row's k nearest other rows by cosine (exact, faiss), m x k."""
+    import faiss
+
+    Xn = np.ascontiguousarray(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12), dtype=np.float32)
+    index = faiss.IndexFlatIP(Xn.shape[1])
+    index.add(Xn)
+    k = int(min(k, len(Xn) - 1))
+    _, nbr = index.search(Xn, k + 1)
+    return nbr[:, 1:]
+
+
+def kappa(parts: list[np.ndarray], neighbours: np.ndarray) -> float:
+    """Chance-corrected share of neighbour pairs (both inside ``parts``) that stay in one part:
+    1 = the parts never touch, 0 = they mix as if assigned at random."""
+    which = np.full(len(neighbours), -1, np.int64)
+    for j, r in enumerate(parts):
+        which[r] = j
+    rows = np.concatenate(parts)
+    nb = which[neighbours[rows]]
+    inside = nb >= 0
+    if not inside.any():
+        return 0.0
+    agree = float((nb == which[rows][:, None])[inside].mean())
+    share = np.bincount(which[rows], minlength=len(parts)) / len(rows)
+    chance = float((share ** 2).sum())
+    return (agree - chance) / (1 - chance) if chance < 1 else 0.0
+
+
+def agreement(labels: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """Per flat group: the share of its members' nearest neighbours that are in the group too
+    (how tightly its members agree; 1 = a closed world, low = it bleeds into others)."""
+    k = int(labels.max()) + 1 if len(labels) else 0
+    ok = labels >= 0
+    same = (labels[neighbours] == labels[:, None]).mean(axis=1)
+    sums = np.bincount(labels[ok], weights=same[ok], minlength=k)
+    counts = np.bincount(labels[ok], minlength=k)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+
+
+def merge_suggestions(labels: np.ndarray, neighbours: np.ndarray, limit: int = 20) -> list[tuple[int, int, float]]:
+    """Pairs of groups that look like one thing: our own splitting rule would not have kept them
+    apart (kappa of the pair < DISTINCT_KAPPA). (a, b, kappa), most alike first."""
+    ok = labels >= 0
+    a = np.repeat(labels, neighbours.shape[1])
+    b = labels[neighbours].ravel()
+    cross = (a >= 0) & (b >= 0) & (a != b)
+    if not cross.any():
+        return []
+    pairs, counts = np.unique(np.sort(np.stack([a[cross], b[cross]], 1), axis=1), axis=0, return_counts=True)
+    out = []
+    for (x, y) in pairs[np.argsort(-counts)][: 5 * limit]:
+        kp = kappa([np.flatnonzero(ok & (labels == x)), np.flatnonzero(ok & (labels == y))], neighbours)
+        if kp < DISTINCT_KAPPA:
+            out.append((int(x), int(y), round(kp, 3)))
+    return sorted(out, key=lambda t: t[2])[:limit]
+
+
+def most_stable_leaf_level(single_linkage: np.ndarray, m: int, start: int = MIN_GROUP) -> tuple[int, list[int], "GroupTree"]:
+    """Leaves of the condensed tree at the smallest-group size (MIN_GROUP * sqrt(2)^i, up to m/3)
+    whose grouping agrees best (adjusted Rand) with its two neighbours on the ladder."""
+    from hdbscan._hdbscan_tree import condense_tree
+    from sklearn.metrics import adjusted_rand_score
+
+    ladder, trees, flat = [], [], []
+    size = float(start)
+    while size <= m / 3:
+        mcs = int(round(size))
+        t = GroupTree(condense_tree(single_linkage, mcs), m)
+        leaves = t.leaves()
+        if len(leaves) < 3:
+            break
+        ladder.append(mcs)
+        trees.append(t)
+        flat.append(t.labels(leaves)[0])
+        size *= 2 ** 0.5
+    if not ladder:
+        return start, [], None
+    score = [np.mean([adjusted_rand_score(flat[i], flat[j]) for j in (i - 1, i + 1) if 0 <= j < len(flat)] or [0])
+             for i in range(len(flat))]
+    best = int(np.argmax(score))
+    return ladder[best], trees[best].leaves(), trees[best]
