@@ -49,7 +49,7 @@ def test_params_json_serializable(blob_result):
     X, _, r = blob_result
     p = json.loads(json.dumps(r.params))
     assert p["seed"] == 0 and p["n"] == len(X)
-    assert p["selection_used"] in ("eom", "leaf")
+    assert p["selection_used"] in ("stable", "leaf ladder")
 
 
 def test_same_seed_same_labels():
@@ -80,7 +80,7 @@ def test_single_class_does_not_raise():
 def test_min_cluster_size_and_overrides():
     X, _ = blobs(seed=3)
     r = cluster_vectors(X, min_cluster_size=20, place_threshold=1.01)
-    assert r.params["min_cluster_size"] == 20 and r.params["leaf_min_cluster_size"] == 20
+    assert r.params["min_cluster_size"] == 20
     assert np.array_equal(r.labels, r.core_labels), "threshold > 1 disables placement"
     with pytest.raises(TypeError):
         cluster_vectors(X, no_such_param=1)
@@ -88,11 +88,12 @@ def test_min_cluster_size_and_overrides():
         cluster_vectors(np.full((20, 4), np.nan, np.float32))
 
 
-def test_default_params_scale_with_n():
+def test_no_default_grows_with_the_library():
+    """A group of 10 is a group in a library of 160 and of a million: no size-relative floor."""
     small, big, huge = default_params(160), default_params(10_000), default_params(1_000_000)
-    assert small["min_cluster_size"] == 5
-    assert big["min_cluster_size"] > small["min_cluster_size"]
-    assert huge["min_cluster_size"] == default_params(huge["max_fit"])["min_cluster_size"]
+    for key in ("min_cluster_size", "min_samples", "place_k", "place_threshold"):
+        assert small[key] == big[key] == huge[key]
+    assert small["min_cluster_size"] == 10
 
 
 def test_subsampled_fit_labels_everything():
@@ -100,6 +101,9 @@ def test_subsampled_fit_labels_everything():
     X, y = blobs(sizes=(200, 150, 100), seed=4)
     r = cluster_vectors(X, max_fit=200, seed=0)
     assert r.params["min_cluster_size"] == default_params(200)["min_cluster_size"]
+    assert r.nodes is not None and len(r.nodes) == len(X)
+    flat = r.nodes < r.n_clusters
+    assert (r.labels[(r.nodes >= 0) & flat] == r.nodes[(r.nodes >= 0) & flat]).all()
     assert r.n_clusters == 3 and (r.labels >= 0).mean() > 0.95
     from sklearn.metrics import adjusted_rand_score
     assert adjusted_rand_score(y, r.labels) > 0.9

@@ -1,0 +1,136 @@
+"""Discovery on vectors of known shape: groups of 10 to 700 beside clutter, at two library sizes,
+and the group tree (parents, sub-groups, naming a parent, splitting along the tree)."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from organizer.cluster import cluster_vectors
+from organizer.hierarchy import GroupTree, kappa, neighbour_graph
+
+SIZES = (10, 30, 150, 300, 700)  # the largest below half the library (see hierarchy rule 3)
+
+
+def shaped(sizes=SIZES, clutter=300, dim=48, seed=0, repeat=1, jitter=0.0):
+    """Tight Gaussian groups of the given sizes around random directions plus uniform clutter on the
+    sphere; repeat>1 repeats every vector with small noise (the same library at repeat x the images)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(len(sizes), dim))
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    X = np.concatenate([c + 0.12 * rng.normal(size=(s, dim)) / np.sqrt(dim) * 3 for c, s in zip(centers, sizes)]
+                       + [rng.normal(size=(clutter, dim))])
+    y = np.concatenate([np.repeat(np.arange(len(sizes)), sizes), np.full(clutter, -1)])
+    if repeat > 1:
+        X = np.repeat(X, repeat, axis=0) + jitter * rng.normal(size=(len(X) * repeat, dim))
+        y = np.repeat(y, repeat)
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32), y
+
+
+def found(y, labels):
+    """For each true group, the share of it that its best cluster holds, and that cluster's purity."""
+    out = {}
+    for g in sorted(set(y) - {-1}):
+        members = labels[y == g]
+        best = np.bincount(members[members >= 0]).argmax() if (members >= 0).any() else -1
+        held = float(np.mean(members == best)) if best >= 0 else 0.0
+        purity = float(np.mean(y[labels == best] == g)) if best >= 0 else 0.0
+        out[g] = (held, purity)
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_library():
+    X, y = shaped()
+    return X, y, cluster_vectors(X, seed=0)
+
+
+def test_every_group_from_10_to_700_is_found(small_library):
+    X, y, r = small_library
+    for g, (held, purity) in found(y, r.labels).items():
+        assert held >= 0.8 and purity >= 0.8, f"group of {SIZES[g]}: held {held:.2f}, purity {purity:.2f}"
+    assert r.n_clusters <= len(SIZES) + 2
+
+
+def test_clutter_stays_mostly_unsorted(small_library):
+    X, y, r = small_library
+    assert (r.labels[y == -1] < 0).mean() >= 0.6
+    # and the groups are not diluted by it
+    for g in range(len(SIZES)):
+        best = np.bincount(r.labels[(y == g) & (r.labels >= 0)]).argmax()
+        assert (y[r.labels == best] == -1).mean() < 0.2
+
+
+def test_number_of_groups_follows_structure_not_size(small_library):
+    """The same library at 5x the images (each vector repeated with small noise) keeps its groups."""
+    _, _, r1 = small_library
+    X5, y5 = shaped(repeat=5, jitter=0.002)
+    r5 = cluster_vectors(X5, seed=0)
+    assert abs(r5.n_clusters - r1.n_clusters) <= 1
+    for g, (held, purity) in found(y5, r5.labels).items():
+        assert held >= 0.8 and purity >= 0.8
+
+
+def test_tree_is_consistent(small_library):
+    X, y, r = small_library
+    ids = {t["id"]: t for t in r.tree}
+    assert set(range(r.n_clusters)) <= set(ids)
+    for t in r.tree:
+        assert t["parent"] == -1 or t["parent"] in ids
+        if t["parent"] >= 0:
+            assert ids[t["parent"]]["size"] >= t["size"], "a parent holds at least its child"
+        if t["id"] < r.n_clusters:
+            assert t["level"] == "group" and t["size"] == int((r.labels == t["id"]).sum())
+    assert len(r.agreement) == r.n_clusters and all(0 <= a <= 1 for a in r.agreement)
+
+
+def test_mixed_group_is_split_and_pure_one_is_not():
+    """Two distinct halves under one tree node are split; kappa tells distinct from one blob."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(60, 16)) + 4 * np.eye(16)[0]
+    b = rng.normal(size=(60, 16)) + 4 * np.eye(16)[1]
+    nb = neighbour_graph(np.concatenate([a, b]).astype(np.float32))
+    assert kappa([np.arange(60), np.arange(60, 120)], nb) > 0.8
+    one = rng.normal(size=(120, 16)) + 4 * np.eye(16)[0]
+    nb1 = neighbour_graph(one.astype(np.float32))
+    assert kappa([np.arange(60), np.arange(60, 120)], nb1) < 0.3
+
+
+def test_tree_from_hdbscan_rows_cover_the_fit():
+    import hdbscan
+
+    X, _ = shaped(sizes=(40, 40, 80), clutter=20, dim=16)
+    h = hdbscan.HDBSCAN(min_cluster_size=10, min_samples=5).fit(X)
+    t = GroupTree(h.condensed_tree_.to_numpy(), len(X))
+    assert len(t.rows(t.root)) == len(X)
+    for v in t.nodes:
+        kids = t.children.get(int(v), [])
+        assert sum(len(t.rows(c)) for c in kids) <= len(t.rows(v))
+
+
+def test_naming_a_parent_and_splitting_along_the_tree(store_copy):
+    """On sample_data: a parent node names every member no person named otherwise; a cluster with
+    sub-groups splits into exactly them, without re-clustering."""
+    from organizer.curation import split_cluster
+    from organizer.library import Library
+
+    lib = Library(store_copy)
+    infos = lib.clusters(samples=0, tree=True)
+    parents = [c for c in infos if c.level == "parent"]
+    assert parents, "sample_data's 8 classes sit under coarser groups"
+    parent = min(parents, key=lambda c: c.size)
+    members = lib.cluster_members(parent.id)
+    assert len(members) == parent.size
+    person = members[0]
+    lib.label_ids([person], "by hand")
+    lib.name_cluster(parent.id, "coarse")
+    labels = lib.store.labels()
+    assert labels[person] == "by hand"
+    assert all(labels[i] == "coarse" for i in members if i != person)
+    # a flat cluster whose tree has sub-groups splits into them
+    flat = [c for c in lib.clusters(samples=0, tree=True) if c.level == "group" and len(c.children) >= 2]
+    if flat:
+        c = flat[0]
+        parts = split_cluster(lib, c.id)
+        assert sorted(parts) == sorted(c.children)
+    lib.close()
