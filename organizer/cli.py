@@ -303,6 +303,7 @@ def ui(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, help="Por
 
 # Commands of later stages live in their own modules; importing them registers them on `app`.
 from . import cli_learning, cli_maintenance, cli_tags  # noqa: E402,F401
+from . import cli_explain  # noqa: E402,F401
 
 
 def main():
