@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 FRACTION = 0.2
+TIE = 1e-3  # probability changes smaller than this are not counted as either side winning
 
 
 @dataclass
@@ -30,9 +31,14 @@ class DeletionResult:
     drop_random_region: float
     drop_random_pixels: float
     drop_wrong_label: float
-    holds_vs_random_region: float   # fraction of images whose map drop beats the control
+    # fraction of images where the map's fall beats the control's by more than TIE, and where the
+    # control's beats the map's (a confident model often moves by less than that: a tie, in neither)
+    holds_vs_random_region: float
     holds_vs_random_pixels: float
     holds_vs_wrong_label: float
+    reversed_vs_random_region: float
+    reversed_vs_random_pixels: float
+    reversed_vs_wrong_label: float
     # the same in log-probability: a confident model's probability barely moves from 0.999, its log does
     logdrop_map: float = 0.0
     logdrop_random_region: float = 0.0
@@ -106,5 +112,6 @@ def deletion_test(explainer, crops: np.ndarray, *, fraction: float = FRACTION, f
 
 def _summary(d: np.ndarray) -> list[float]:
     own, region, pixels, other = d.T
-    return [float(own.mean()), float(region.mean()), float(pixels.mean()), float(other.mean()),
-            float((own > region).mean()), float((own > pixels).mean()), float((own > other).mean())]
+    controls = (region, pixels, other)
+    return ([float(x.mean()) for x in (own, *controls)] + [float((own - c > TIE).mean()) for c in controls]
+            + [float((c - own > TIE).mean()) for c in controls])

@@ -144,8 +144,8 @@ def test_deletion_test_on_sample_data_with_controls(trained):
     print(result.as_dict())
     assert result.n == 16
     assert result.drop_map > 3 * max(result.drop_random_region, result.drop_random_pixels, result.drop_wrong_label)
-    assert result.holds_vs_random_region >= 0.7 and result.holds_vs_random_pixels >= 0.6
-    assert result.holds_vs_wrong_label >= 0.6
+    for control in ("random_region", "random_pixels", "wrong_label"):  # more images won than lost, by a margin
+        assert getattr(result, f"holds_vs_{control}") >= 2 * getattr(result, f"reversed_vs_{control}") + 0.1
 
 
 MODEL = "ViT-S-32-alt"
