@@ -153,7 +153,7 @@ def clip_case(model_name: str, dataset: Path, held: list[str], n: int, work: Pat
            "runtime_for_forward": emb.runtime, "n": len(maps_s)}
     if deletion:
         result, _ = deletion_test(explainer, crops[:8])
-        out["deletion_runs"] = bool(np.isfinite(result.drop_map)) and result.n == 8
+        out["deletion_runs"] = bool(np.isfinite(result.drop_map)) and result.n == len(crops[:8])
     print(out)
     return out
 
