@@ -40,10 +40,11 @@ def explain(target: str = typer.Argument(..., help="A library path, an image id,
     if out_map and targets["--out-map"].suffix.lower() != ".npy":
         fail(f"--out-map {out_map}: the map is saved as a .npy file")
     e = lib.explain(target, label, method=method)
+    from .store import atomic_write
+
     if out:
         from .decode import DecodeError, decode_image
         from .explain import overlay_bytes
-        from .store import atomic_write
 
         try:  # full resolution this time (min_side 0: no reduction while decoding)
             image = decode_image(Path(e.source).read_bytes(), name=e.source, min_side=0).image
@@ -54,7 +55,7 @@ def explain(target: str = typer.Argument(..., help="A library path, an image id,
         atomic_write(targets["--out"], lambda f: f.write(data))
     if out_map:
         targets["--out-map"].parent.mkdir(parents=True, exist_ok=True)
-        np.save(targets["--out-map"], e.heatmap.astype(np.float32), allow_pickle=False)
+        atomic_write(targets["--out-map"], lambda f: np.save(f, e.heatmap.astype(np.float32), allow_pickle=False))
     info = {"file": e.source, "image_id": e.image_id, "label": e.label, "confidence": round(e.confidence, 4),
             "predicted": e.predicted, "model_id": e.model_id, "method": e.method,
             "height": int(e.heatmap.shape[0]), "width": int(e.heatmap.shape[1]),
