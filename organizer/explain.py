@@ -13,9 +13,9 @@ The gradient of the label's log-probability is taken at a late feature map:
 
 The score is the log-probability rather than the raw logit: a logit map also lights up what
 raises every class's logit (the object being an object), log p(label) asks what makes
-this label win over the others. Measured on sample_data (48 images, the deletion test of explain_check.py): the
-map of a wrong label blanks less of the predicted label's evidence than the right label's map
-on 81% of images with log p, 67% with the logit.
+this label win over the others. Measured on sample_data (48 images, the deletion test of
+explain_check.py with a mean fill): blanking the top of the predicted label's map hurt it more
+than blanking the top of a wrong label's map on 81% of images with log p, 67% with the logit.
 
 Where no gradient path is known (other CLIP towers) an occlusion map is the fallback: grey out
 each cell of a grid and measure how much the label's probability falls, through whatever
