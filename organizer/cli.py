@@ -251,10 +251,28 @@ def search(text: str = typer.Argument(...), store: Optional[str] = StoreOpt, k: 
 
 @app.command()
 @guarded
-def export(format: str = typer.Option("csv", "--format", help="csv or json"),
-           out: str = typer.Option(..., "--out", help="Output file (not inside the image folder)."),
-           store: Optional[str] = StoreOpt):
-    """Export path, cluster, label, prediction and confidence of every image."""
+def export(format: str = typer.Option("csv", "--format", help="csv, json, xmp (sidecars) or folders"),
+           out: Optional[str] = typer.Option(None, "--out", help="Output file (csv, json) or folder (xmp, folders); "
+                                                                 "not inside the image folder."),
+           store: Optional[str] = StoreOpt,
+           beside_originals: bool = typer.Option(False, "--beside-originals", help="xmp: write next to the images."),
+           naming: str = typer.Option("ext", help="xmp: ext (photo.jpg.xmp) or stem (photo.xmp)."),
+           what: str = typer.Option("labels,predicted,tags", help="xmp: which names become keywords."),
+           min_confidence: Optional[float] = typer.Option(None, help="xmp: leave out predictions below this."),
+           prefix: str = typer.Option("organizer", help="xmp: keyword parent (organizer|sunflower); '' for none."),
+           dry_run: bool = typer.Option(False, "--dry-run", help="xmp: list the files, write nothing."),
+           remove: bool = typer.Option(False, "--remove", help="xmp: take our keywords out again."),
+           link: str = typer.Option("symbolic", help="folders: symbolic, hard or copy.")):
+    """Export path, cluster, label, prediction and confidence of every image (csv, json), as XMP
+    sidecars for photo managers, or as one folder per label."""
+    if format in ("xmp", "folders"):
+        from .cli_interop import export_interop
+
+        return export_interop(open_library(store), format, out, beside_originals=beside_originals, naming=naming,
+                              what=what, min_confidence=min_confidence, prefix=prefix, dry_run=dry_run,
+                              remove=remove, link=link)
+    if out is None:
+        fail(f"--format {format} needs --out FILE")
     n = open_library(store).export(format, out)
     typer.echo(f"wrote {n} rows to {out}")
 
@@ -303,6 +321,8 @@ def ui(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, help="Por
 
 # Commands of later stages live in their own modules; importing them registers them on `app`.
 from . import cli_learning, cli_maintenance, cli_tags  # noqa: E402,F401
+from . import cli_interop  # noqa: E402,F401
+from . import cli_history  # noqa: E402,F401
 from . import cli_explain  # noqa: E402,F401
 
 

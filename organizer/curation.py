@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import history
 from .library import Library, _clean_name
 from .store import Store, StoreError
 
@@ -141,9 +142,23 @@ def cluster_name(store: Store, cluster: int) -> str | None:
     return row[0] if row and cluster >= 0 else None
 
 
+def cluster_name_counts(store: Store) -> dict[int, list[tuple[str, int]]]:
+    """Every name each cluster's images carry, most used first (a merge can leave two)."""
+    cid = store.current_clustering_id()
+    out: dict[int, list[tuple[str, int]]] = {}
+    if cid is None:
+        return out
+    for cluster, name, n in store.db.execute(
+            "SELECT m.cluster, l.name, COUNT(*) n FROM cluster_members m JOIN labels l ON l.image_id = m.image_id "
+            "WHERE m.clustering_id=? GROUP BY m.cluster, l.name ORDER BY m.cluster, n DESC, l.name", (cid,)):
+        out.setdefault(cluster, []).append((name, n))
+    return out
+
+
 def _set_cluster(store: Store, image_ids: list[str], cluster: int) -> None:
     cid = _current(store)
     with store.transaction():
+        store.record("move", f"moved {len(image_ids)} images", [history.members_before(store, cid, image_ids)])
         store.db.executemany(
             "INSERT INTO cluster_members(clustering_id, image_id, cluster, core_cluster, probability) "
             "VALUES(?,?,?,-1,0) ON CONFLICT(clustering_id, image_id) DO UPDATE SET cluster=excluded.cluster",
@@ -168,11 +183,12 @@ def move_to_cluster(store: Store, image_ids, cluster: int) -> int:
         return drop_to_unsorted(store, ids)
     check_cluster_id(store, cluster)
     name = cluster_name(store, cluster)
-    _set_cluster(store, ids, cluster)
-    if name:
-        store.set_labels(ids, name, "manual")
-    else:
-        store.remove_labels(ids)
+    with store.action("move", f"moved {len(ids)} images to cluster {cluster}" + (f" “{name}”" if name else "")):
+        _set_cluster(store, ids, cluster)
+        if name:
+            store.set_labels(ids, name, "manual")
+        else:
+            store.remove_labels(ids)
     return len(ids)
 
 
@@ -184,8 +200,9 @@ def move_to_label(store: Store, image_ids, name: str) -> int:
 def drop_to_unsorted(store: Store, image_ids) -> int:
     """The images do not belong where they are: no cluster, no name."""
     ids = _known_ids(store, image_ids)
-    _set_cluster(store, ids, -1)
-    store.remove_labels(ids)
+    with store.action("drop", f"dropped {len(ids)} images to unsorted"):
+        _set_cluster(store, ids, -1)
+        store.remove_labels(ids)
     return len(ids)
 
 
@@ -194,12 +211,15 @@ def name_cluster(lib: Library, cluster: int, name: str) -> int:
     when they carried the old cluster name (so a rename is never half-applied)."""
     store = lib.store
     old = cluster_name(store, check_cluster_id(store, cluster))
-    n = lib.name_cluster(cluster, name)
-    if old and old != _clean_name(name):
-        labels = store.labels()
-        stale = [i for i in lib.cluster_members(cluster) if labels.get(i) == old]
-        if stale:
-            store.set_labels(stale, _clean_name(name), "manual")
+    new = _clean_name(name)
+    what = f"renamed cluster {cluster} “{old}” to “{new}”" if old and old != new else f"named cluster {cluster} “{new}”"
+    with store.action("rename" if old and old != new else "name", what):
+        n = lib.name_cluster(cluster, name)
+        if old and old != new:
+            labels = store.labels()
+            stale = [i for i in lib.cluster_members(cluster) if labels.get(i) == old]
+            if stale:
+                store.set_labels(stale, new, "manual")
     return n
 
 
@@ -213,26 +233,31 @@ def merge_clusters(store: Store, clusters: list[int], name: str | None = None) -
     sizes = {c: len(store.cluster_member_ids(c)) for c in clusters}
     target = max(clusters, key=lambda c: (sizes[c], -c))
     others = [c for c in clusters if c != target]
-    with store.transaction():
-        q = ",".join("?" * len(others))
-        store.db.execute(f"UPDATE cluster_members SET cluster=? WHERE clustering_id=? AND cluster IN ({q})",
-                         (target, cid, *others))
-        store.db.execute(f"DELETE FROM cluster_suggestions WHERE clustering_id=? AND cluster IN ({q})",
-                         (cid, *others))
-        _recount(store, cid)
-    if name:
-        store.set_labels(store.cluster_member_ids(target), _clean_name(name), "cluster", overwrite_manual=False)
+    with store.action("merge", f"merged clusters {', '.join(map(str, clusters))} into cluster {target}"):
+        with store.transaction():
+            store.record("merge", "", [history.clusters_before(store, cid, others),
+                                       history.suggestions_before(store, cid, others)])
+            q = ",".join("?" * len(others))
+            store.db.execute(f"UPDATE cluster_members SET cluster=? WHERE clustering_id=? AND cluster IN ({q})",
+                             (target, cid, *others))
+            store.db.execute(f"DELETE FROM cluster_suggestions WHERE clustering_id=? AND cluster IN ({q})",
+                             (cid, *others))
+            _recount(store, cid)
+        if name:
+            store.set_labels(store.cluster_member_ids(target), _clean_name(name), "cluster", overwrite_manual=False)
     return target
 
 
-def split_cluster(lib: Library, cluster: int, *, seed: int = 0) -> list[int]:
+def split_cluster(lib: Library, cluster: int, *, seed: int = 0, progress=None) -> list[int]:
     """Re-cluster one cluster's members in place; returns the clusters they now form.
 
     The project's clusterer runs on the members alone; if it finds fewer than two groups
     (common for small clusters) k-means with k=2 splits them. Members it leaves as noise
-    join the nearest new group, since they belonged to this cluster before."""
+    join the nearest new group, since they belonged to this cluster before.
+    `progress(text)` hears each step as it starts (the first split loads models)."""
     from .vectors import load_vectors
 
+    say = progress or (lambda text: None)
     store = lib.store
     cluster = check_cluster_id(store, cluster)
     if cluster < 0:
@@ -240,6 +265,7 @@ def split_cluster(lib: Library, cluster: int, *, seed: int = 0) -> list[int]:
     ids, X = load_vectors(store, store.cluster_member_ids(cluster))
     if len(ids) < 4:
         raise StoreError(f"cluster {cluster} has {len(ids)} images: too few to split")
+    say(f"Finding groups among its {len(ids)} images...")
     labels = _subcluster(X, seed)
     groups = sorted(set(labels.tolist()), key=lambda g: -(labels == g).sum())
     cid = _current(store)
@@ -247,8 +273,12 @@ def split_cluster(lib: Library, cluster: int, *, seed: int = 0) -> list[int]:
                                   (cid,)).fetchone()[0] or 0) + 1
     new_id = {g: (cluster if k == 0 else first_new + k - 1) for k, g in enumerate(groups)}
     assigned = np.array([new_id[g] for g in labels])
+    say(f"Suggesting names for {len(groups)} groups...")
     suggestions = _suggest(lib, ids, X, assigned)
     with store.transaction():
+        store.record("split", f"split cluster {cluster} into {len(groups)} clusters",
+                     [history.members_before(store, cid, ids),
+                      history.suggestions_before(store, cid, [cluster, *new_id.values()])])
         store.db.executemany("UPDATE cluster_members SET cluster=? WHERE clustering_id=? AND image_id=?",
                              [(int(c), cid, i) for i, c in zip(ids, assigned)])
         store.db.executemany("INSERT OR REPLACE INTO cluster_suggestions(clustering_id, cluster, names) VALUES(?,?,?)",
@@ -395,11 +425,12 @@ def confusion_images(store: Store, model_id: int, given: str, predicted: str) ->
 
 
 def review_queue(lib: Library, n: int = 24) -> list[dict]:
-    """Unnamed images worth asking about next: the Library's active-learning queue when it has
-    one, else the smallest top-1/top-2 margins. Each: image_id, best (the guess), confidence."""
+    """Images no person has checked that are worth asking about next (cluster-named ones too: the
+    model's held-out doubt about them is what a named library needs reviewed). Each: image_id,
+    best (the guess), confidence, runner_up, label (the cluster name it carries, if any)."""
     if hasattr(lib, "review"):
         return [{"image_id": r["image_id"], "best": r["predicted"], "confidence": r["confidence"],
-                 "runner_up": r.get("runner_up"), "label": r.get("label")} for r in lib.review(n, include_named=False)]
+                 "runner_up": r.get("runner_up"), "label": r.get("label")} for r in lib.review(n, include_named=True)]
     rows = lib.store.db.execute(
         "SELECT p.image_id, p.best, p.confidence FROM predictions p "
         "LEFT JOIN labels l ON l.image_id = p.image_id WHERE l.image_id IS NULL "
@@ -407,9 +438,16 @@ def review_queue(lib: Library, n: int = 24) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def accept(store: Store, image_ids, name: str) -> int:
-    """An answer a person confirmed or corrected becomes a label the next training uses."""
-    return store.set_labels(_known_ids(store, image_ids), _clean_name(name), "accepted")
+def accept(store: Store, image_ids, name: str, guess: str | None = None) -> int:
+    """A review answer becomes a label the next training uses: 'accepted' when it confirms the
+    model's guess, 'manual' when the person gave another name (a correction is their own label)."""
+    name = _clean_name(name)
+    source = "accepted" if guess is None or name == guess else "manual"
+    ids = _known_ids(store, image_ids)
+    what = f"confirmed “{name}” on {len(ids)} image(s)" if source == "accepted" else \
+        f"corrected {len(ids)} image(s) to “{name}”" + (f" (the model said “{guess}”)" if guess else "")
+    with store.action("review", what):
+        return store.set_labels(ids, name, source)
 
 
 def model_classes(store: Store) -> list[str]:
@@ -432,6 +470,22 @@ def predicted(store: Store, label: str | None = None, min_confidence: float = 0.
         sql += " AND label = ?"
         args.append(label)
     return [dict(r) for r in store.db.execute(sql + " ORDER BY confidence DESC, image_id", args)]
+
+
+def confidence_text(confidence: float) -> str:
+    """A confidence as a person reads it, never rounded up to a certainty it is not (0.997 reads
+    "99.7%", not "100%")."""
+    import math
+
+    if confidence < 0.995:
+        return f"{confidence:.0%}"
+    return f"{math.floor(confidence * 1000) / 10:.1f}%" if confidence < 0.9995 else ">99.9%"
+
+
+def percent_floor(percent: float) -> float:
+    """The confidence a whole-percent floor means: everything shown as at least `percent`% when
+    rounded to a whole percent (0.996 reads "100%", so "≥ 100%" must find it)."""
+    return max(0.0, (float(percent) - 0.5) / 100.0)
 
 
 def prediction_counts(store: Store) -> list[tuple[str, int]]:

@@ -81,9 +81,13 @@ def _scores(Z, y, group, person, n_classes, chunk: int = 1024):
     n = len(y)
     class_size = np.bincount(y, minlength=n_classes)
     group_size = np.bincount(group)
+    # a class is "several groups" only when it spans several clusters of some size: a person's
+    # one-by-one labels (each its own group) confirm a class, they do not split it (counting them
+    # made one review answer flag every other image of its class)
     groups_per_class = collections.defaultdict(set)
-    for g, c in zip(group, y):
-        groups_per_class[c].add(g)
+    for g, c, p in zip(group, y, person):
+        if not p and group_size[g] >= MIN_GROUP:
+            groups_per_class[c].add(g)
     multi = np.array([len(groups_per_class[c]) > 1 for c in range(n_classes)])
     score = np.zeros(n, np.float32)
     suggested = y.copy()

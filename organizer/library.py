@@ -53,15 +53,24 @@ class Library:
         return np.array([lookup[i] for i in ids], np.float32)
 
     # -- clustering -----------------------------------------------------------------
-    def cluster(self, *, min_cluster_size: int | None = None, seed: int = 0, suggest: bool = True) -> dict:
+    def cluster(self, *, min_cluster_size: int | None = None, seed: int = 0, suggest: bool = True,
+                keep_empty: bool = True) -> dict:
+        """Group every image anew. keep_empty=False refuses (saving nothing) a grouping that leaves
+        every image unsorted, so a person's current groups are not replaced by none."""
         from .cluster import cluster_vectors
         from .vectors import load_vectors
 
         ids, X = load_vectors(self.store)
         if not ids:
             raise StoreError("no embedded images to cluster: run `organizer index FOLDER` first")
+        if min_cluster_size is not None and min_cluster_size > max(2, len(ids) // 2):
+            raise StoreError(f"a smallest group of {min_cluster_size} cannot be met by {len(ids)} images: "
+                             f"choose at most {max(2, len(ids) // 2)} (or automatic); nothing was changed")
         result = cluster_vectors(X, min_cluster_size=min_cluster_size, seed=seed)
         n_clusters = int(result.labels.max()) + 1 if len(result.labels) and result.labels.max() >= 0 else 0
+        if not n_clusters and not keep_empty:
+            raise StoreError(f"these settings find no group in {len(ids)} images (all would be unsorted): "
+                             "try a smaller group size or automatic; nothing was changed")
         suggestions = {}
         if suggest and n_clusters:
             from .naming import suggest as suggest_names
@@ -72,6 +81,8 @@ class Library:
                 "INSERT INTO clusterings(created_at, backbone, params, seed, n_images, n_clusters) VALUES(?,?,?,?,?,?)",
                 (time.time(), self.store.backbone, dumps(result.params), seed, len(ids), n_clusters))
             cid = cur.lastrowid
+            self.store.record("regroup", f"grouped {len(ids)} images into {n_clusters} clusters "
+                              f"({int((result.labels < 0).sum())} unsorted)", [["clustering", cid]])
             self.store.db.executemany(
                 "INSERT INTO cluster_members(clustering_id, image_id, cluster, core_cluster, probability) "
                 "VALUES(?,?,?,?,?)",
@@ -120,7 +131,8 @@ class Library:
         name = _clean_name(name)
         if cluster < 0:
             raise StoreError("-1 holds the unsorted images, not a cluster: label them with `organizer label`")
-        return self.store.set_labels(self.cluster_members(cluster), name, "cluster", overwrite_manual=False)
+        with self.store.action("name", f"named cluster {cluster} “{name}”"):
+            return self.store.set_labels(self.cluster_members(cluster), name, "cluster", overwrite_manual=False)
 
     # -- labels ---------------------------------------------------------------------
     def resolve_paths(self, paths: list[str]) -> list[str]:
@@ -162,7 +174,28 @@ class Library:
     def use_model(self, model_id: int) -> None:
         from .versions import use_version
 
+        before = self.store.current_model()
         use_version(self.store, model_id)
+        if before is not None and before["id"] != model_id:
+            with self.store.transaction():
+                self.store.record("model", f"made model {model_id} current (was {before['id']})",
+                                  [["model", before["id"]]])
+
+    # -- history --------------------------------------------------------------------
+    def history(self, limit: int | None = 20, *, include_undone: bool = False):
+        """The changes a person made, newest first (HistoryEntry: id, kind, summary, ...)."""
+        from .history import entries
+
+        return entries(self.store, limit, include_undone=include_undone)
+
+    def undo(self, n: int = 1, *, back_to: int | None = None):
+        """Undo the last n changes (or all from entry `back_to` on); re-predicts if the model changed."""
+        from .history import touches_model, undo
+
+        done = undo(self.store, n, back_to=back_to)
+        if touches_model(done, self.store) and self.store.current_model() is not None:
+            self.predict()
+        return done
 
     def set_class_threshold(self, name: str, value: float | None) -> dict:
         from .classify import set_class_threshold
@@ -219,7 +252,7 @@ class Library:
 
         include_named=False leaves out images that carry a cluster name too (only unnamed ones)."""
         from .classify import PERSON_SOURCES, load_model
-        from .review import STRATEGIES, select, select_random
+        from .review import STRATEGIES, held_out_proba, select, select_random
         from .vectors import load_vectors
 
         if strategy not in STRATEGIES:
@@ -234,11 +267,12 @@ class Library:
         if strategy == "random":  # seeded by the number of answers so far: reproducible, new each round
             picked = select_random(len(ids), limit, seed=len(person))
             _, X = load_vectors(self.store, [ids[i] for i in picked])
-            proba, ids = model.predict_proba(X), [ids[i] for i in picked]
+            ids = [ids[i] for i in picked]
+            proba = held_out_proba(self.store, ids, model.predict_proba(X), model.classes)
             picked = np.arange(len(ids))
         else:
             _, X = load_vectors(self.store, ids)
-            proba = model.predict_proba(X)
+            proba = held_out_proba(self.store, ids, model.predict_proba(X), model.classes)
             counts = collections.Counter(rows[i][0] for i in person)
             class_counts = np.array([counts.get(c, 0) for c in model.classes], np.float64)
             picked = select(X, proba, class_counts, limit)
@@ -341,6 +375,38 @@ class Library:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out, lambda f: f.write(text.encode("utf-8")))
         return len(rows)
+
+    # -- leaving the tool: sidecars, folders, a portable model, an API, watching ----
+    def export_xmp(self, *, only: set[str] | None = None, **options):
+        """XMP sidecars with each image's names as keywords (see organizer/sidecars.py for options);
+        `only`: library paths to limit it to."""
+        from .sidecars import export_sidecars
+
+        rows = self.export_rows()
+        if only is not None:
+            rows = [r for r in rows if r["path"] in only]
+        return export_sidecars(rows, self.store.library_root, **options)
+
+    def export_folders(self, out, *, link: str = "symbolic"):
+        from .export_folders import export_folders
+
+        return export_folders(self.export_rows(), self.store.library_root, out, link=link)
+
+    def export_model(self, out, *, model_id: int | None = None) -> dict:
+        from .portable import export_model
+
+        return export_model(self.store, out, model_id=model_id)
+
+    def api(self, *, token: str | None = None, **limits):
+        """The prediction API as an ASGI app (FastAPI), for `organizer serve` or any ASGI server."""
+        from .serve import create_app
+
+        return create_app(self.store.root, token=token, **limits)
+
+    def watch(self, folder, **options) -> int:
+        from .watch import watch
+
+        return watch(self, folder, **options)
 
     # -- overview -----------------------------------------------------------------
     def status(self) -> dict:

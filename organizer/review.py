@@ -87,3 +87,31 @@ def _k_center(X: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
         chosen.append(nxt)
         dist = np.minimum(dist, 1.0 - X @ X[nxt])
     return np.array(chosen, np.int64)
+
+
+def held_out_proba(store, ids: list[str], proba: np.ndarray, classes: list[str]) -> np.ndarray:
+    """`proba` with each image the current model trained on replaced by its out-of-fold answer.
+
+    A model is sure of the very images it learned from (a cluster-named image reads 100%),
+    so for those only the fold that held the image out says how much the model doubts its
+    name. Images without a held-out answer (too few of their class for k-fold) keep theirs."""
+    import json
+
+    row = store.current_model()
+    if row is None:
+        return proba
+    stem = store.models_dir / row["path"]
+    try:
+        snap = json.loads(stem.with_name(stem.name + ".oof.json").read_text())
+        oof = np.load(stem.with_name(stem.name + ".oof.npy"), allow_pickle=False)
+    except (OSError, ValueError):
+        return proba  # trained without cross-validation, or the side files were removed
+    if json.loads(row["classes"]) != list(classes) or len(oof) != len(snap["ids"]) or oof.shape[1] != proba.shape[1]:
+        return proba
+    where = {i: k for k, i in enumerate(snap["ids"]) if oof[k].sum() > 0}
+    out = proba.copy()
+    for r, image_id in enumerate(ids):
+        k = where.get(image_id)
+        if k is not None:
+            out[r] = oof[k]
+    return out

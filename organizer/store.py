@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the history table (older stores gain it when opened)
 DB_NAME = "organizer.db"
 BUSY_TIMEOUT_MS = 30_000
 
@@ -94,6 +94,14 @@ CREATE TABLE IF NOT EXISTS predictions (
     confidence REAL NOT NULL,
     margin REAL NOT NULL,                -- top-1 minus top-2 probability
     created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    kind TEXT NOT NULL,                  -- name | rename | move | drop | merge | split | label | review | regroup | model
+    summary TEXT NOT NULL,               -- what a person reads in `organizer history` and the app
+    undo TEXT NOT NULL,                  -- JSON list of ops restoring the state before (organizer/history.py)
+    undone_at REAL                       -- NULL while in effect
 );
 CREATE TABLE IF NOT EXISTS shards (
     shard INTEGER PRIMARY KEY,
@@ -187,9 +195,11 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(SCHEMA)
-            if self.get_meta("schema_version") is None:
+            self.db.executescript(SCHEMA)  # IF NOT EXISTS: an older store gains the newer tables here
+            version = self.get_meta("schema_version")
+            if version is None or int(version) < SCHEMA_VERSION:
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
+        self._action: dict | None = None  # the person's action being recorded (see `action`)
 
     # -- plumbing ---------------------------------------------------------
     def close(self) -> None:
@@ -287,21 +297,71 @@ class Store:
         row = self.db.execute("SELECT thumbnail FROM images WHERE id=?", (image_id,)).fetchone()
         return row[0] if row else None
 
+    # -- history: every change a person makes can be undone ------------------------------------
+    @contextlib.contextmanager
+    def action(self, kind: str, summary: str = ""):
+        """Group the changes made inside into one history entry (one undo). Nested actions join
+        the outer one. Yields a dict whose "summary" may be set once the outcome is known."""
+        if self._action is not None:
+            yield self._action
+            return
+        act = self._action = {"kind": kind, "summary": summary, "id": None}
+        try:
+            yield act
+        finally:
+            self._action = None
+            if act["id"] is not None and act["summary"] != summary:
+                self.db.execute("UPDATE history SET summary=? WHERE id=?", (act["summary"], act["id"]))
+
+    def record(self, kind: str, summary: str, ops: list) -> None:
+        """Add `ops` (how to restore what a change replaces) to history. Call it inside the
+        transaction that makes the change, so the change and its undo commit together."""
+        if not ops:
+            return
+        act = self._action
+        if act is not None and act["id"] is not None:
+            old = json.loads(self.db.execute("SELECT undo FROM history WHERE id=?", (act["id"],)).fetchone()[0])
+            self.db.execute("UPDATE history SET undo=? WHERE id=?", (json.dumps(old + ops), act["id"]))
+            return
+        if act is not None:
+            kind, summary = act["kind"], act["summary"] or summary
+        cur = self.db.execute("INSERT INTO history(created_at, kind, summary, undo) VALUES(?,?,?,?)",
+                              (time.time(), kind, summary, json.dumps(ops)))
+        if act is not None:
+            act["id"] = cur.lastrowid
+
+    def _label_rows(self, image_ids: list[str]) -> list:
+        """[id, name, source, created_at] as they are now ([id, None, None, None] when unnamed)."""
+        now: dict = {}
+        for start in range(0, len(image_ids), 900):
+            part = image_ids[start:start + 900]
+            now.update({r[0]: list(r) for r in self.db.execute(
+                f"SELECT image_id, name, source, created_at FROM labels WHERE image_id IN ({','.join('?' * len(part))})",
+                part)})
+        return [now.get(i, [i, None, None, None]) for i in image_ids]
+
     # -- labels -------------------------------------------------------------
     def set_labels(self, image_ids, name: str, source: str, *, overwrite_manual: bool = True) -> int:
         now = time.time()
+        image_ids = list(dict.fromkeys(image_ids))
         sql = ("INSERT INTO labels(image_id, name, source, created_at) VALUES(?,?,?,?) "
                "ON CONFLICT(image_id) DO UPDATE SET name=excluded.name, source=excluded.source, "
                "created_at=excluded.created_at")
         if not overwrite_manual:
             sql += " WHERE labels.source = 'cluster'"
         with self.transaction():
+            before = [r for r in self._label_rows(image_ids)
+                      if (r[1], r[2]) != (name, source) and (overwrite_manual or r[2] in (None, "cluster"))]
             cur = self.db.executemany(sql, [(i, name, source, now) for i in image_ids])
+            self.record("label", f"named {len(before)} images “{name}”", [["labels", before]] if before else [])
         return cur.rowcount
 
     def remove_labels(self, image_ids) -> int:
+        image_ids = list(dict.fromkeys(image_ids))
         with self.transaction():
+            before = [r for r in self._label_rows(image_ids) if r[1] is not None]
             cur = self.db.executemany("DELETE FROM labels WHERE image_id=?", [(i,) for i in image_ids])
+            self.record("label", f"removed the names of {len(before)} images", [["labels", before]] if before else [])
         return cur.rowcount
 
     def labels(self) -> dict[str, str]:

@@ -64,6 +64,29 @@ def image_panel() -> None:
             st.button("Close", on_click=_close_image, key="close-image")
 
 
+def _undo(entry_id: int) -> None:
+    done = common.act(lib.undo, back_to=entry_id, at="history")
+    if done:
+        common.say(f"Undid {len(done)} change(s): " + "; ".join(e.summary for e in done) + ".", "info", "history")
+
+
+def history_panel() -> None:
+    """The last changes, on every page; undoing one undoes it and every later one, in order."""
+    with st.sidebar:
+        st.markdown("**Last changes**")
+        common.show_messages("history")
+        entries = lib.history(8)
+        if not entries:
+            st.caption("Nothing to undo yet. Every change you make (names, moves, merges, splits, "
+                       "re-groups, review answers, model switches) appears here.")
+        for k, e in enumerate(entries):
+            left, right = st.columns([4, 1], vertical_alignment="center")
+            left.caption(e.summary)
+            later = f" and the {k} after it" if k else ""
+            right.button("↶", key=f"undo-{e.id}", on_click=_undo, args=(e.id,),
+                         help=f"Undo: {e.summary}{later}; `organizer undo` does the same")
+
+
 def navigation():
     has_images = lib.store.counts()["images"] > 0  # an empty store opens on Library, to index a folder
     return st.navigation([
@@ -77,6 +100,7 @@ def navigation():
     ], position="top")
 
 
+common.new_run()
 with common.run_lock():
     page = navigation()
     if st.query_params.get("cluster") is not None:
@@ -86,4 +110,5 @@ with common.run_lock():
             st.error(f"Refused the cluster parameter: {e}.")
             del st.query_params["cluster"]
     image_panel()
+    history_panel()
     page.run()

@@ -56,26 +56,40 @@ def embedder():
     return _embedder(store_dir(), lib.store.backbone or "")
 
 
-# -- messages that survive the rerun a button causes ------------------------------------------
-def say(message: str, kind: str = "success") -> None:
-    st.session_state.setdefault("_messages", []).append((kind, message))
+# -- messages that survive the rerun a button causes, shown next to the action ------------------
+def new_run() -> None:
+    """app.py calls this once per run: messages from before the last run are overdue."""
+    st.session_state["_run"] = st.session_state.get("_run", 0) + 1
 
 
-def show_messages() -> None:
-    for kind, message in st.session_state.pop("_messages", []):
-        getattr(st, kind)(message)
+def say(message: str, kind: str = "success", at: str = "top") -> None:
+    """Queue a message for the place `at` (a card, a form); show_messages(at) shows it there."""
+    st.session_state.setdefault("_messages", []).append((kind, message, at, st.session_state.get("_run", 0)))
 
 
-def act(fn, *args, done: str | None = None, **kwargs):
-    """Run an action from a callback; a StoreError becomes a message, never a traceback."""
+def show_messages(at: str = "top") -> None:
+    """Messages for `at`; at the top also any whose place was not drawn in the run they were meant
+    for (the card closed, the item left the queue), so no message is ever silently lost."""
+    run = st.session_state.get("_run", 0)
+    keep = []
+    for kind, message, where, made in st.session_state.get("_messages", []):
+        if where == at or (at == "top" and made < run - 1):
+            getattr(st, kind)(message)
+        else:
+            keep.append((kind, message, where, made))
+    st.session_state["_messages"] = keep
+
+
+def act(fn, *args, done: str | None = None, at: str = "top", **kwargs):
+    """Run an action from a callback; a StoreError becomes a message next to it, never a traceback."""
     try:
         with run_lock():  # callbacks run before the script body, outside app.py's lock
             result = fn(*args, **kwargs)
     except StoreError as e:
-        say(str(e), "error")
+        say(str(e), "error", at)
         return None
     if done:
-        say(done.format(result=result))
+        say(done.format(result=result), at=at)
     return result
 
 
@@ -114,11 +128,14 @@ def pager(n: int, key: str, per_page: int = PAGE_SIZE) -> slice:
 
 
 def grid(ids: list[str], *, key: str | None = None, captions: dict[str, str] | None = None,
-         columns: int = GRID_COLUMNS) -> None:
-    """Thumbnails by id (never the originals), with a checkbox under each when `key` is given."""
+         columns: int = GRID_COLUMNS, name: str | None = None) -> None:
+    """Thumbnails by id (never the originals), with a checkbox under each when `key` is given.
+
+    `name` tells two grids of one page apart (without it a second unkeyed grid would reuse
+    the first one's element key and Streamlit refuses the page)."""
     thumbs = curation.thumbnails(library().store, ids)
     chosen = selection(key) if key else set()
-    box = st.container(key=f"grid-{key or 'plain'}")  # the key lets app.py's CSS crop these to squares
+    box = st.container(key=f"grid-{name or key or 'plain'}")  # the key lets app.py's CSS crop these to squares
     for row in range(0, len(ids), columns):
         cols = box.columns(columns)
         for col, image_id in zip(cols, ids[row:row + columns]):

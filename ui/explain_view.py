@@ -46,9 +46,9 @@ def image(image_id: str, thumb: bytes | None, show: bool, label: str | None = No
 
 
 def grid(ids: list[str], label: str | None = None, captions: dict[str, str] | None = None,
-         columns: int = common.GRID_COLUMNS) -> None:
-    """Like common.grid, with every thumbnail replaced by its heatmap overlay."""
-    box = st.container(key="grid-explain")  # the grid CSS crops to squares, like the thumbnails
+         columns: int = common.GRID_COLUMNS, name: str = "explain") -> None:
+    """Like common.grid, with every thumbnail replaced by its heatmap overlay (`name`: as there)."""
+    box = st.container(key=f"grid-{name}")  # the grid CSS crops to squares, like the thumbnails
     with st.spinner("Computing heatmaps..."):
         for row in range(0, len(ids), columns):
             cols = box.columns(columns)

@@ -162,7 +162,7 @@ def test_predictions_page_lists_and_filters(open_app, trained_store):
     assert_clean(at)
     label = at.selectbox(key="pred:label")
     assert label.value in curation.model_classes(Library(trained_store).store) + ["unknown"]
-    at.slider(key="pred:floor").set_value(0.99).run()
+    at.slider(key="pred:floor").set_value(99).run()
     assert_clean(at)
     assert "confidence ≥ 99%" in texts(at)
 

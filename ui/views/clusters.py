@@ -12,14 +12,15 @@ SAMPLES = 6
 CARDS_PER_SCREEN = 12
 
 
-def name_cluster(cluster: int, name: str) -> None:
-    common.act(curation.name_cluster, lib, cluster, name, done=f"Named cluster {cluster} “{name}”.")
+def name_cluster(cluster: int, name: str) -> int | None:
+    return common.act(curation.name_cluster, lib, cluster, name, done=f"Named cluster {cluster} “{name}”.",
+                      at=f"card-{cluster}")
 
 
 def name_from_box(cluster: int) -> None:
     name = st.session_state.get(f"name-{cluster}", "")
-    name_cluster(cluster, name)
-    st.session_state[f"name-{cluster}"] = ""
+    if name_cluster(cluster, name) is not None:  # a refused name stays in the box, to be fixed
+        st.session_state[f"name-{cluster}"] = ""
 
 
 def open_cluster(cluster: int | None) -> None:
@@ -30,19 +31,43 @@ def open_cluster(cluster: int | None) -> None:
 
 
 def merge(clusters: list[int]) -> None:
-    target = common.act(curation.merge_clusters, store, clusters)
-    if target is not None:
-        for c in clusters:
-            st.session_state.pop(f"merge-{c}", None)
-        common.say(f"Merged {len(clusters)} clusters into cluster {target}.")
+    target = common.act(curation.merge_clusters, store, clusters, at="merge")
+    if target is None:
+        return
+    for c in clusters:  # untick every box, the survivor's too (popping the key left it ticked)
+        st.session_state[f"merge-{c}"] = False
+    names = curation.cluster_name_counts(store).get(target, [])
+    carried = ", ".join(f"{n} “{name}”" for name, n in names)
+    more = (f" It holds {carried}: give it one name to make them one group." if len(names) > 1
+            else f" It holds {carried}." if names else "")
+    common.say(f"Merged clusters {', '.join(map(str, clusters))} into cluster {target}.{more}", at="merge")
 
 
 def regroup(min_size: int, seed: int) -> None:
-    with st.spinner("Grouping the images..."):
-        result = common.act(lib.cluster, min_cluster_size=min_size or None, seed=seed)
+    """Runs in the script body (a callback only asks for it) so its progress shows by the button."""
+    with st.status("Grouping every image again (names stay on the images)...", expanded=True) as box:
+        st.write(f"{store.counts()['images']} images" + (f", smallest group {min_size}" if min_size else
+                                                         ", automatic group size"))
+        result = common.act(lib.cluster, min_cluster_size=min_size or None, seed=seed, keep_empty=False,
+                            at="regroup")
+        box.update(label="Grouped" if result else "Not re-grouped", state="complete" if result else "error")
     if result:
-        common.say(f"{result['clusters']} clusters, {result['unsorted']} unsorted. Names were kept.")
+        common.say(f"{result['clusters']} clusters, {result['unsorted']} unsorted. Names were kept.", at="regroup")
     open_cluster(None)
+
+
+def ask(action: str, *args) -> None:
+    """A callback for a long action: the body runs it where its button is, with progress."""
+    st.session_state["pending"] = (action, args)
+
+
+def pending(action: str):
+    """The arguments of `action` if its button was just clicked (and forget it)."""
+    value = st.session_state.get("pending")
+    if value and value[0] == action:
+        del st.session_state["pending"]
+        return value[1]
+    return None
 
 
 def naming_row(info) -> None:
@@ -63,14 +88,20 @@ def naming_row(info) -> None:
 def title(info) -> str:
     if info.id < 0:
         return f"**Unsorted** · {info.size} images"
-    part = f" ({info.labeled} of {info.size})" if info.labeled < info.size else ""
+    names = NAME_COUNTS.get(info.id, [])
+    top = names[0][1] if names else 0
+    part = f" ({top} of {info.size})" if top < info.size else ""
     named = f" · :green-badge[:material/check: named “{info.label}”{part}]"
-    return f"**Cluster {info.id}** · {info.size} images" + (named if info.label else "")
+    # a merge or a move can leave several names in one group: say so, it is one click to unify
+    also = "".join(f" · :orange-badge[also “{name}” ({n})]" for name, n in names[1:4])
+    also += f" · :orange-badge[+{len(names) - 4} more names]" if len(names) > 4 else ""
+    return f"**Cluster {info.id}** · {info.size} images" + (named + also if info.label else "")
 
 
 def card(info, thumbs: dict) -> None:
     with st.container(border=True):
         st.markdown(title(info))
+        common.show_messages(f"card-{info.id}")
         images = [thumbs[i] for i in info.sample_ids if i in thumbs]
         if images:
             with st.container(key=f"thumbs-{info.id}"):
@@ -95,6 +126,7 @@ def overview(infos) -> None:
     if len(names) >= 2 and right.button("Next: train a classifier →", type="primary", key="to-train"):
         st.switch_page("views/train.py")
     chosen = [c.id for c in real if st.session_state.get(f"merge-{c.id}")]
+    common.show_messages("merge")
     if len(chosen) >= 2:
         st.button(f"Merge the {len(chosen)} selected clusters", type="primary", on_click=merge, args=(chosen,))
     shown = st.session_state.setdefault("cards_shown", CARDS_PER_SCREEN)
@@ -111,7 +143,12 @@ def overview(infos) -> None:
         a, b, c = st.columns([1, 1, 1], vertical_alignment="bottom")
         size = a.number_input("Smallest group (0 = automatic)", 0, 100000, 0, key="regroup:size")
         seed = b.number_input("Seed", 0, 10_000, 0, key="regroup:seed")
-        c.button("Re-group", on_click=regroup, args=(int(size), int(seed)))
+        c.button("Re-group", on_click=ask, args=("regroup", int(size), int(seed)))
+        args = pending("regroup")
+        if args:
+            regroup(*args)
+            st.rerun()
+        common.show_messages("regroup")
 
 
 # -- one cluster, all its images ---------------------------------------------------------------
@@ -119,9 +156,10 @@ def move(key: str) -> None:
     ids = sorted(common.selection(key))
     target = st.session_state.get(f"{key}:target")
     if not ids or target is None:
-        return common.say("Select images first.", "warning")
-    if common.act(curation.move_to_cluster, store, ids, target) is not None:
-        common.say(f"Moved {len(ids)} images to " + ("unsorted." if target < 0 else f"cluster {target}."))
+        return common.say("Select images first.", "warning", "detail")
+    if common.act(curation.move_to_cluster, store, ids, target, at="detail") is not None:
+        common.say(f"Moved {len(ids)} images to " + ("unsorted." if target < 0 else f"cluster {target}."),
+                   at="detail")
         common.clear_selection(key)
 
 
@@ -129,27 +167,31 @@ def name_selected(key: str) -> None:
     ids = sorted(common.selection(key))
     name = common.picked_name(f"{key}:label")
     if not ids:
-        return common.say("Select images first.", "warning")
-    if common.act(curation.move_to_label, store, ids, name) is not None:
-        common.say(f"Named {len(ids)} images “{name}”.")
+        return common.say("Select images first.", "warning", "detail")
+    if common.act(curation.move_to_label, store, ids, name, at="detail") is not None:
+        common.say(f"Named {len(ids)} images “{name}”.", at="detail")
         common.clear_selection(key)
 
 
 def drop(key: str) -> None:
     ids = sorted(common.selection(key))
     if not ids:
-        return common.say("Select images first.", "warning")
-    if common.act(curation.drop_to_unsorted, store, ids) is not None:
-        common.say(f"Dropped {len(ids)} images to unsorted.")
+        return common.say("Select images first.", "warning", "detail")
+    if common.act(curation.drop_to_unsorted, store, ids, at="detail") is not None:
+        common.say(f"Dropped {len(ids)} images to unsorted.", at="detail")
         common.clear_selection(key)
 
 
 def split(cluster: int) -> None:
-    with st.spinner("Splitting..."):
-        parts = common.act(curation.split_cluster, lib, cluster)
+    """Runs in the script body, by its button: the first split loads the clusterer and the
+    image model (tens of seconds on a small machine), so each step is shown as it starts."""
+    with st.status(f"Splitting cluster {cluster}...", expanded=True) as box:
+        parts = common.act(curation.split_cluster, lib, cluster, progress=st.write, at="detail")
+        box.update(label=f"Split cluster {cluster}" if parts else "Not split", state="complete" if parts else "error")
     if parts:
         common.say(f"Split cluster {cluster} into clusters {', '.join(map(str, parts))}.")
         open_cluster(None)
+    st.rerun()
 
 
 def detail(info, infos) -> None:
@@ -162,6 +204,7 @@ def detail(info, infos) -> None:
     chosen = common.selection(key) & set(members)
     with st.container(border=True):
         st.markdown(f"**{len(chosen)} of {len(members)} selected.** Tick images below, then:")
+        common.show_messages("detail")
         a, b, c = st.columns(3)
         others = {o.id: o for o in infos if o.id != info.id}
         a.selectbox("Move them to another group", list(others), key=f"{key}:target",
@@ -174,8 +217,12 @@ def detail(info, infos) -> None:
         if info.id >= 0:
             c.button("Drop them to unsorted", on_click=drop, args=(key,), disabled=not chosen,
                      help="They do not belong to this group: they lose its name")
-            c.button("Split this whole cluster", on_click=split, args=(info.id,),
+            c.button("Split this whole cluster", on_click=ask, args=("split", info.id),
                      help="Re-cluster its images on their own into two or more groups")
+            args = pending("split")
+            if args:
+                with c:
+                    split(*args)
     window = common.pager(len(members), key)
     page_ids = members[window]
     with st.container(horizontal=True):
@@ -192,10 +239,15 @@ if store.counts()["images"] == 0:
     st.stop()
 if store.current_clustering_id() is None:
     st.info("The images are indexed but not grouped yet.")
-    st.button("Find groups", type="primary", on_click=regroup, args=(0, 0))
+    st.button("Find groups", type="primary", on_click=ask, args=("regroup", 0, 0))
+    if pending("regroup"):
+        regroup(0, 0)
+        st.rerun()
+    common.show_messages("regroup")
     st.stop()
 
 infos = lib.clusters(samples=SAMPLES)
+NAME_COUNTS = curation.cluster_name_counts(store)
 opened = st.query_params.get("cluster")
 current = next((c for c in infos if opened is not None and str(c.id) == opened), None)
 if current is not None:

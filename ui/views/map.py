@@ -1,24 +1,52 @@
-"""Map: every image as a dot (UMAP to 2-D, cached in the store); box-select some and name them."""
+"""Map: every image as a dot (UMAP to 2-D, cached in the store). Draw a lasso or a box around
+dots, see their thumbnails, and name or tag them in one step."""
 from __future__ import annotations
 
-import base64
-
-import altair as alt
-import pandas as pd
+import numpy as np
 import streamlit as st
 
 import common
 from organizer import curation
+from organizer.mapselect import selected
 
 lib = common.library()
 store = lib.store
-HOVER_THUMBS = 3000  # above this, tooltips carry no picture (the chart data would get too heavy)
+DRAWN_MAX = 20_000   # dots drawn in the browser; beyond, a fixed sample is drawn, the selection stays exact
+SHOWN = 24
 
 
 def name_selection(ids: list[str]) -> None:
     name = common.picked_name("map:label")
-    if common.act(curation.move_to_label, store, ids, name) is not None:
-        common.say(f"Named {len(ids)} images “{name}”.")
+    if common.act(curation.move_to_label, store, ids, name, at="map") is not None:
+        common.say(f"Named {len(ids)} images “{name}”.", at="map")
+
+
+def tag_selection(ids: list[str]) -> None:
+    from organizer.tags import add_tags
+
+    tag = " ".join(str(st.session_state.get("map:tag", "")).split())
+    if not tag:
+        return common.say("Type a tag first.", "warning", "map")
+    if common.act(add_tags, store, ids, [tag], at="map") is not None:
+        common.say(f"Tagged {len(ids)} images “{tag}”.", at="map")
+
+
+def figure(rows: list[dict], drawn: np.ndarray, color_by: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    groups: dict[str, list[int]] = {}
+    for k in drawn.tolist():
+        groups.setdefault(rows[k][color_by], []).append(k)
+    for value, members in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:60]:
+        fig.add_trace(go.Scattergl(  # WebGL: tens of thousands of dots stay smooth
+            x=[rows[k]["x"] for k in members], y=[rows[k]["y"] for k in members], mode="markers", name=value,
+            marker={"size": 6 if len(drawn) < 5000 else 4, "opacity": 0.8},
+            customdata=[[rows[k]["path"], rows[k]["name"], rows[k]["cluster"]] for k in members],
+            hovertemplate="%{customdata[0]}<br>name: %{customdata[1]}<br>%{customdata[2]}<extra></extra>"))
+    fig.update_layout(height=600, dragmode="lasso", margin={"l": 0, "r": 0, "t": 10, "b": 0},
+                      xaxis={"visible": False}, yaxis={"visible": False}, legend={"itemsizing": "constant"})
+    return fig
 
 
 st.title("Map")
@@ -36,32 +64,39 @@ ids, xy = coords
 st.session_state.setdefault("map:color", "name" if store.counts()["labeled"] else "cluster")
 color_by = st.radio("Color by", ["cluster", "name", "prediction"], horizontal=True, key="map:color")
 rows = curation.map_points(lib, ids, xy)
-thumbs = curation.thumbnails(store, ids) if len(ids) <= HOVER_THUMBS else {}
-for row in rows:
-    if row["id"] in thumbs:
-        row["image"] = "data:image/webp;base64," + base64.b64encode(thumbs[row["id"]]).decode()
+drawn = np.arange(len(ids))
+if len(ids) > DRAWN_MAX:
+    drawn = np.sort(np.random.default_rng(0).choice(len(ids), DRAWN_MAX, replace=False))
+    st.caption(f"Drawing {DRAWN_MAX:,} of {len(ids):,} dots (a fixed sample); a lasso or box selects every "
+               "image inside it, drawn or not.")
+try:
+    fig = figure(rows, drawn, color_by)
+except ImportError:
+    st.error("The map needs plotly: `pip install 'organizer[app]'`.")
+    st.stop()
+st.caption("Hover a dot to see its file. Draw a lasso (or pick the box tool at the top right) around dots "
+           "to select them, then name or tag them below. Double-click the map to clear the selection.")
+event = st.plotly_chart(fig, on_select="rerun", selection_mode=("lasso", "box"), key="map-chart",
+                        width="stretch", config={"displaylogo": False})
 
-box = alt.selection_interval(name="box", encodings=["x", "y"])
-tooltip = [f"{f}:N" for f in ["path", "cluster", "name", "prediction"] + (["image"] if thumbs else [])]
-# A DataFrame goes to the browser as Arrow, which stays fast at 10k+ dots.
-chart = (alt.Chart(pd.DataFrame(rows)).mark_circle(size=60, opacity=0.8)
-         .encode(x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
-                 color=alt.Color(f"{color_by}:N", legend=alt.Legend(title=color_by)),
-                 tooltip=tooltip)
-         .add_params(box).properties(height=560))
-st.caption("Hover a dot to see the image. Drag a box around dots to select them, then name them below.")
-event = st.altair_chart(chart, on_select="rerun", key="map-chart", width="stretch")
-
-bounds = (event.selection.get("box") or {}) if event else {}
-if bounds.get("x") and bounds.get("y"):
-    (x0, x1), (y0, y1) = sorted(bounds["x"]), sorted(bounds["y"])
-    chosen = [r["id"] for r in rows if x0 <= r["x"] <= x1 and y0 <= r["y"] <= y1]
+shapes = ((event or {}).get("selection") or {})
+mask = selected(xy, shapes)
+if not mask.any() and shapes.get("points"):  # a click on dots, without a shape: take the dots themselves
+    picked = {p["customdata"][0] for p in shapes["points"] if p.get("customdata")}
+    mask = np.array([r["path"] in picked for r in rows], bool)
+chosen = [ids[k] for k in np.nonzero(mask)[0]]
+common.show_messages("map")
+if chosen:
     st.subheader(f"{len(chosen)} images selected")
-    if chosen:
-        with st.container(border=True):
+    with st.container(border=True):
+        left, right = st.columns(2, vertical_alignment="bottom")
+        with left:
             common.label_picker("map:label", "Name them")
             st.button(f"Name the {len(chosen)} selected images", type="primary", on_click=name_selection,
                       args=(chosen,))
-        common.grid(chosen[:24])
-        if len(chosen) > 24:
-            st.caption(f"showing 24 of {len(chosen)}")
+        with right:
+            st.text_input("Or tag them (an image can carry many tags)", key="map:tag", max_chars=200)
+            st.button(f"Tag the {len(chosen)} selected images", on_click=tag_selection, args=(chosen,))
+    common.grid(chosen[:SHOWN], name="map")
+    if len(chosen) > SHOWN:
+        st.caption(f"showing {SHOWN} of {len(chosen)}")

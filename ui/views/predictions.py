@@ -34,10 +34,11 @@ st.markdown(" · ".join(f"**{name}** {n}" for name, n in counts))
 left, right = st.columns([2, 3])
 label = left.selectbox("Predicted label", [n for n, _ in counts],
                        format_func=lambda n: f"{n} ({dict(counts)[n]})", key="pred:label")
-floor = right.slider("Confidence at least", 0.0, 1.0, 0.0, 0.05, key="pred:floor")
-rows = curation.predicted(store, label, floor)
+# whole percents, as the captions show them: "≥ 100%" finds every image captioned 100%
+floor = right.slider("Confidence at least", 0, 100, 0, 5, key="pred:floor", format="%d%%")
+rows = curation.predicted(store, label, curation.percent_floor(floor))
 labels = store.labels()
-st.markdown(f"**{len(rows)} images** predicted “{label}” with confidence ≥ {floor:.0%}")
+st.markdown(f"**{len(rows)} images** predicted “{label}” with confidence ≥ {floor}%")
 captions = {r["image_id"]: f"{r['confidence']:.0%}" + (f" · named {labels[r['image_id']]}"
                                                         if r["image_id"] in labels else "") for r in rows}
 ids = [r["image_id"] for r in rows]
@@ -45,7 +46,7 @@ shown = ids[common.pager(len(ids), f"pred:{label}")]
 if explain_view.toggle("pred"):
     explain_view.grid(shown, captions=captions)
 else:
-    common.grid(shown, captions=captions)
+    common.grid(shown, captions=captions, name="pred")
 
 st.subheader("Export")
 st.caption("One row per file: path, cluster, name, prediction, confidence.")

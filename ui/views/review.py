@@ -13,8 +13,10 @@ store = lib.store
 BATCH = 12
 
 
-def answer(image_id: str, name: str) -> None:
-    common.act(curation.accept, store, [image_id], name)
+def answer(image_id: str, name: str, guess: str) -> None:
+    if common.act(curation.accept, store, [image_id], name, guess, at="review") is not None:
+        what = f"Confirmed “{name}”." if name == guess else f"Corrected to “{name}” (the model said “{guess}”)."
+        common.say(what + " It is a label for the next training; undo it in Last changes (left).", at="review")
 
 
 def retrain() -> None:
@@ -41,24 +43,28 @@ left.markdown("Images no one has checked that teach the model most: uncertain, i
 right.button(f"Retrain with {since} new answers" if since else "Retrain", type="primary" if since else "secondary",
              on_click=retrain)
 
+common.show_messages("review")
 queue = curation.review_queue(lib, BATCH)
 if not queue:
     st.success("Nothing left to review: every predicted image has a name.")
     st.stop()
+if min(r["confidence"] for r in queue) >= 0.95:
+    st.info("The model is sure of all of these, even judged by the folds that never trained on them: "
+            "nothing here is in doubt, so answering is a spot check.")
 thumbs = curation.thumbnails(store, [r["image_id"] for r in queue])
 heat = explain_view.toggle("review")
 cols = st.columns(4)
 for k, row in enumerate(queue):
     with cols[k % 4].container(border=True):
         explain_view.image(row["image_id"], thumbs.get(row["image_id"]), heat, row["best"])
-        st.markdown(f"Model says **{row['best']}** ({row['confidence']:.0%})")
+        st.markdown(f"Model says **{row['best']}** ({curation.confidence_text(row['confidence'])})")
         if row.get("runner_up") or row.get("label"):  # why it is asked: a close second, or a cluster name to confirm
             st.caption(" · ".join(x for x in (f"or {row['runner_up']}?" if row.get("runner_up") else "",
                                               f"group named {row['label']}" if row.get("label") else "") if x))
         st.button(f"✓ {row['best']}", key=f"ok:{row['image_id']}", type="primary",
-                  on_click=answer, args=(row["image_id"], row["best"]))
+                  on_click=answer, args=(row["image_id"], row["best"], row["best"]))
         with st.container(horizontal=True, gap="small"):
             for name in classes:
                 if name != row["best"]:
                     st.button(name, key=f"fix:{row['image_id']}:{name}", on_click=answer,
-                              args=(row["image_id"], name))
+                              args=(row["image_id"], name, row["best"]))

@@ -89,7 +89,7 @@ with right:
     event = st.altair_chart((heat + text).properties(height=rows), on_select="rerun", key="confusion",
                             width="stretch", height=rows + 140)  # room for the slanted class names
 
-points = (event.selection.get("cell") or []) if event else []
+points = ((event or {}).get("selection") or {}).get("cell") or []
 if points:
     given, predicted = points[0].get("given"), points[0].get("predicted")
     try:
@@ -103,7 +103,7 @@ if points:
         st.caption(f"Heatmaps: where the current model finds “{predicted}” in each image.")
         explain_view.grid(shown, label=predicted if predicted in curation.model_classes(store) else None)
     else:
-        common.grid(shown)
+        common.grid(shown, name="cell")
 
 
 def make_current(model_id: int) -> None:
@@ -134,5 +134,5 @@ with st.expander("Labels that look wrong"):
     else:
         st.caption("Most suspicious first: a whole cluster under a wrong name shows up as a group here. "
                    "Fix names on the Clusters page or by labeling the images.")
-        common.grid([r["image_id"] for r in issues],
+        common.grid([r["image_id"] for r in issues], name="issues",
                     captions={r["image_id"]: f"{r['label']} → {r['suggested']}?" for r in issues})
