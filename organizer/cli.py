@@ -338,6 +338,7 @@ from . import cli_learning, cli_maintenance, cli_tags  # noqa: E402,F401
 from . import cli_interop  # noqa: E402,F401
 from . import cli_history  # noqa: E402,F401
 from . import cli_groups  # noqa: E402,F401
+from . import cli_explain  # noqa: E402,F401
 
 
 def main():

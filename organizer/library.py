@@ -287,6 +287,14 @@ class Library:
                 for f, (label, best, conf, _) in zip(ok, model.predict(vectors))]
         return rows, errors
 
+    def explain(self, target: str, label: str | None = None, *, max_side: int | None = None,
+                method: str = "auto"):
+        """Heatmap of where the current model finds `label` (default: its prediction) in a library
+        image (path or id) or any image file: an `organizer.explain.Explanation`."""
+        from .explain import explain
+
+        return explain(self, target, label, max_side=max_side, method=method)
+
     def review(self, limit: int = 20, strategy: str = "auto", *, include_named: bool = True) -> list[dict]:
         """Images no person has labeled yet that are worth asking about next, with the current model's guess.
 
@@ -391,11 +399,16 @@ class Library:
                          **tags.get(image_id, no_tags)})
         return rows
 
-    def export(self, fmt: str, out: str | os.PathLike) -> int:
+    def outside_library(self, out: str | os.PathLike) -> Path:
+        """`out` resolved, refused when it lies inside the image folder (organizer never writes there)."""
         out = Path(out).expanduser().resolve()
         root = self.store.library_root
         if root is not None and (out == root or root in out.parents):
             raise StoreError(f"{out} is inside the image folder {root}; organizer never writes there")
+        return out
+
+    def export(self, fmt: str, out: str | os.PathLike) -> int:
+        out = self.outside_library(out)
         rows = self.export_rows()
         if fmt == "csv":
             buf = io.StringIO()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 import common
+import explain_view
 from organizer import curation
 
 lib = common.library()
@@ -41,7 +42,11 @@ st.markdown(f"**{len(rows)} images** predicted “{label}” with confidence ≥
 captions = {r["image_id"]: f"{r['confidence']:.0%}" + (f" · named {labels[r['image_id']]}"
                                                         if r["image_id"] in labels else "") for r in rows}
 ids = [r["image_id"] for r in rows]
-common.grid(ids[common.pager(len(ids), f"pred:{label}")], captions=captions, name="pred")
+shown = ids[common.pager(len(ids), f"pred:{label}")]
+if explain_view.toggle("pred"):
+    explain_view.grid(shown, captions=captions)
+else:
+    common.grid(shown, captions=captions, name="pred")
 
 st.subheader("Export")
 st.caption("One row per file: path, cluster, name, prediction, confidence.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import common
+import explain_view
 from organizer import curation
 
 lib = common.library()
@@ -51,11 +52,11 @@ if min(r["confidence"] for r in queue) >= 0.95:
     st.info("The model is sure of all of these, even judged by the folds that never trained on them: "
             "nothing here is in doubt, so answering is a spot check.")
 thumbs = curation.thumbnails(store, [r["image_id"] for r in queue])
+heat = explain_view.toggle("review")
 cols = st.columns(4)
 for k, row in enumerate(queue):
     with cols[k % 4].container(border=True):
-        if row["image_id"] in thumbs:
-            st.image(thumbs[row["image_id"]], width="stretch")
+        explain_view.image(row["image_id"], thumbs.get(row["image_id"]), heat, row["best"])
         st.markdown(f"Model says **{row['best']}** ({curation.confidence_text(row['confidence'])})")
         if row.get("runner_up") or row.get("label"):  # why it is asked: a close second, or a cluster name to confirm
             st.caption(" · ".join(x for x in (f"or {row['runner_up']}?" if row.get("runner_up") else "",

@@ -9,6 +9,7 @@ import altair as alt
 import streamlit as st
 
 import common
+import explain_view
 from organizer import curation
 
 lib = common.library()
@@ -97,7 +98,12 @@ if points:
         st.warning(str(e))
         ids = []
     st.subheader(f"Named “{given}”, predicted “{predicted}”: {len(ids)} images")
-    common.grid(ids[common.pager(len(ids), "cell")] if ids else [], name="cell")
+    shown = ids[common.pager(len(ids), "cell")] if ids else []
+    if given != predicted and shown:  # the wrong ones: where the current model sees “predicted”
+        st.caption(f"Heatmaps: where the current model finds “{predicted}” in each image.")
+        explain_view.grid(shown, label=predicted if predicted in curation.model_classes(store) else None)
+    else:
+        common.grid(shown, name="cell")
 
 
 def make_current(model_id: int) -> None:
