@@ -103,7 +103,7 @@ def cluster(store: Optional[str] = StoreOpt,
     """Discover groups (UMAP + HDBSCAN). Names live on images, so nothing is lost."""
     lib = open_library(store)
     with _stderr_console().status("clustering..."):
-        result = lib.cluster(min_cluster_size=min_cluster_size, seed=seed, keep_empty=min_cluster_size is None)
+        result = lib.cluster(min_cluster_size=min_cluster_size, seed=seed)
     typer.echo(f"{result['clusters']} clusters over {result['images']} images; "
                f"{result['unsorted']} unsorted (clustering {result['clustering_id']})")
     _print_clusters(lib.clusters(samples=3))

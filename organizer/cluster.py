@@ -192,7 +192,8 @@ class HDBSCANClusterer:
         idx = sample_indices(n, self.max_fit, self.random_state or 0)
         m = len(idx)
         mcs = int(max(2, min(self.min_cluster_size, m)))
-        ms = None if self.min_samples is None else int(max(1, min(self.min_samples, m - 1)))
+        # a density never wider than the smallest group it must find
+        ms = None if self.min_samples is None else int(max(1, min(self.min_samples, mcs, m - 1)))
         h = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms).fit(E[idx])
         tree = GroupTree(h.condensed_tree_.to_numpy(), m)
         self.neighbours_ = neighbour_graph(E[idx] if X is None else np.asarray(X, np.float32)[idx])
