@@ -185,7 +185,7 @@ class HDBSCANClusterer:
     def fit(self, E, X=None):
         import hdbscan  # heavy: imported only when used
 
-        from .hierarchy import GroupTree, most_stable_leaf_level, neighbour_graph
+        from .hierarchy import GroupTree, most_distinct_leaf_level, neighbour_graph
 
         E = np.asarray(E, dtype=np.float32)
         n = len(E)
@@ -206,7 +206,8 @@ class HDBSCANClusterer:
             selected = tree.split_mixed(tree.stable_selection(), self.neighbours_)
             biggest = max((len(tree.rows(v)) for v in selected), default=0)
             if len(selected) < 3 or biggest > m / 2:  # a group is not the library: weakly separated
-                mcs, leaves, leaf_tree = most_stable_leaf_level(h.single_linkage_tree_.to_numpy(), m, mcs)
+                mcs, leaves, leaf_tree = most_distinct_leaf_level(h.single_linkage_tree_.to_numpy(), m,
+                                                                  self.neighbours_, mcs)
                 if leaf_tree is not None:
                     tree, selected, method = leaf_tree, leaves, "leaf ladder"
             method = "stable" if method == "auto" else method

@@ -15,8 +15,8 @@ person names first, by rules that refer to what a person sees, never to a librar
    than the largest hold >= ``MIXED_SHARE`` of it).
 3. *A group is not the library*: when that leaves fewer than 3 groups or one group holding
    most images, the features are weakly separated and the tree has no level a person can
-   name; then its leaves are shown at the smallest-group size whose grouping changes least
-   when that size changes (the most stable leaf level of a sqrt(2)-spaced ladder).
+   name; then its leaves are shown at the smallest-group size (on a sqrt(2)-spaced ladder)
+   whose groups are most distinct from one another (highest neighbour kappa).
 """
 from __future__ import annotations
 
@@ -195,13 +195,15 @@ def merge_suggestions(labels: np.ndarray, neighbours: np.ndarray, limit: int = 2
     return sorted(out, key=lambda t: t[2])[:limit]
 
 
-def most_stable_leaf_level(single_linkage: np.ndarray, m: int, start: int = MIN_GROUP) -> tuple[int, list[int], "GroupTree"]:
-    """Leaves of the condensed tree at the smallest-group size (MIN_GROUP * sqrt(2)^i, up to m/3)
-    whose grouping agrees best (adjusted Rand) with its two neighbours on the ladder."""
+def most_distinct_leaf_level(single_linkage: np.ndarray, m: int, neighbours: np.ndarray,
+                             start: int = MIN_GROUP) -> tuple[int, list[int], "GroupTree | None"]:
+    """Leaves of the condensed tree at the smallest-group size (start * sqrt(2)^i, up to m/3)
+    whose groups are most distinct from one another: the highest chance-corrected neighbour
+    agreement (kappa) between them. Finer levels cut through groups; coarser ones merge
+    things that do not belong together and agreement falls again."""
     from hdbscan._hdbscan_tree import condense_tree
-    from sklearn.metrics import adjusted_rand_score
 
-    ladder, trees, flat = [], [], []
+    best = (-1.0, start, [], None)
     size = float(start)
     while size <= m / 3:
         mcs = int(round(size))
@@ -209,13 +211,8 @@ def most_stable_leaf_level(single_linkage: np.ndarray, m: int, start: int = MIN_
         leaves = t.leaves()
         if len(leaves) < 3:
             break
-        ladder.append(mcs)
-        trees.append(t)
-        flat.append(t.labels(leaves)[0])
+        score = kappa([t.rows(v) for v in leaves], neighbours)
+        if score > best[0]:
+            best = (score, mcs, leaves, t)
         size *= 2 ** 0.5
-    if not ladder:
-        return start, [], None
-    score = [np.mean([adjusted_rand_score(flat[i], flat[j]) for j in (i - 1, i + 1) if 0 <= j < len(flat)] or [0])
-             for i in range(len(flat))]
-    best = int(np.argmax(score))
-    return ladder[best], trees[best].leaves(), trees[best]
+    return best[1], best[2], best[3]
