@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .hierarchy import near_copy_representatives, neighbour_graph
+
 _CHUNK = 65536  # rows per chunk for transform / kNN queries: bounds peak memory
 
 
@@ -182,10 +184,10 @@ class HDBSCANClusterer:
         self.random_state = random_state
         self.vote_k = vote_k
 
-    def fit(self, E, X=None):
+    def fit(self, E, X=None, neighbours=None):
         import hdbscan  # heavy: imported only when used
 
-        from .hierarchy import GroupTree, most_distinct_leaf_level, neighbour_graph
+        from .hierarchy import GroupTree, most_distinct_leaf_level
 
         E = np.asarray(E, dtype=np.float32)
         n = len(E)
@@ -196,7 +198,9 @@ class HDBSCANClusterer:
         ms = None if self.min_samples is None else int(max(1, min(self.min_samples, mcs, m - 1)))
         h = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms).fit(E[idx])
         tree = GroupTree(h.condensed_tree_.to_numpy(), m)
-        self.neighbours_ = neighbour_graph(E[idx] if X is None else np.asarray(X, np.float32)[idx])
+        # neighbours in the backbone's own space (X), else in E; `neighbours` if the caller has them
+        self.neighbours_ = neighbours if neighbours is not None else \
+            neighbour_graph(E[idx] if X is None else np.asarray(X, np.float32)[idx])
         method = self.cluster_selection_method
         if method == "leaf":
             selected = tree.leaves()
@@ -372,6 +376,30 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
         p["selection_used"] = "none: identical vectors"
         return result(np.zeros(n), np.zeros(n), np.ones(n))
 
+    # The same picture twice (a re-encoded or resized copy) is one picture: density is measured
+    # over distinct pictures, so a pile of copies is no dense group of its own; copies then take
+    # their picture's group.
+    idx = sample_indices(n, p["max_fit"], seed)
+    neighbours, similarity = neighbour_graph(X[idx], with_similarity=True)
+    reps, pos = near_copy_representatives(neighbours, similarity)
+    p["distinct_in_sample"] = int(len(reps))
+    if len(reps) < len(idx):
+        keep = np.setdiff1d(np.arange(n), idx[np.setdiff1d(np.arange(len(idx)), reps)], assume_unique=True)
+        inner = cluster_vectors(X[keep], min_cluster_size=min_cluster_size, seed=seed, **overrides)
+        where = np.full(n, -1, np.int64)
+        where[keep] = np.arange(len(keep))
+        source = where.copy()
+        copies = np.flatnonzero(where < 0)
+        rep_row = idx[reps[pos[np.searchsorted(idx, copies)]]]   # each copy's picture
+        source[copies] = where[rep_row]
+        inner.labels, inner.core_labels = inner.labels[source], inner.core_labels[source]
+        inner.probabilities = inner.probabilities[source]
+        if inner.nodes is not None:
+            inner.nodes = inner.nodes[source]
+            _recount_tree(inner)
+        inner.params.update(n=int(n), distinct_in_sample=int(len(reps)), copies_joined=int(len(copies)))
+        return inner
+
     clock = time.perf_counter()
     timings = p["timings_s"] = {}  # per stage, kept with the clustering's parameters
 
@@ -390,7 +418,7 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     lap("umap")
     hc = HDBSCANClusterer(min_cluster_size=p["min_cluster_size"], min_samples=p["min_samples"],
                           cluster_selection_method=p["cluster_selection_method"],
-                          max_fit=p["max_fit"], random_state=seed).fit(E, X)
+                          max_fit=p["max_fit"], random_state=seed).fit(E, X, neighbours=neighbours)
     lap("hdbscan")
     p.update(selection_used=hc.selection_used_, min_cluster_size_used=hc.min_cluster_size_used_)
     core = hc.labels_
@@ -404,6 +432,20 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     _attach_tree(out, hc, flat_id)
     lap("tree")
     return out
+
+
+def _recount_tree(out: ClusterResult) -> None:
+    """Tree sizes from ``out.nodes`` (each node holds its own rows and every descendant's)."""
+    counts = np.bincount(out.nodes[out.nodes >= 0], minlength=len(out.tree))
+    parent = {t["id"]: t["parent"] for t in out.tree}
+    sizes = counts.astype(np.int64).copy()
+    for v in parent:
+        p = parent[v]
+        while p >= 0:
+            sizes[p] += counts[v]
+            p = parent[p]
+    for t in out.tree:
+        t["size"] = int(sizes[t["id"]])
 
 
 def _size_order(labels):

@@ -27,6 +27,7 @@ MIN_SAMPLES = 5         # density from 5 neighbours: half the smallest group, so
 DISTINCT_KAPPA = 0.6    # chance-corrected neighbour agreement of "distinct" sub-groups
 MIXED_SHARE = 1 / 3     # a name wrong for a third of a group is a wrong name
 AGREEMENT_K = 10        # neighbours per image for agreement, splits and merge suggestions
+COPY_SIMILARITY = 0.99  # the same picture re-encoded or resized (a crop or a retouch is another picture)
 
 
 class GroupTree:
@@ -137,16 +138,43 @@ class GroupTree:
         return out
 
 
-def neighbour_graph(X: np.ndarray, k: int = AGREEMENT_K) -> np.ndarray:
-    """Each row's k nearest other rows by cosine (exact, faiss), m x k."""
+def neighbour_graph(X: np.ndarray, k: int = AGREEMENT_K, with_similarity: bool = False):
+    """Each row's k nearest other rows by cosine (exact, faiss), m x k (and their similarities)."""
     import faiss
 
     Xn = np.ascontiguousarray(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12), dtype=np.float32)
     index = faiss.IndexFlatIP(Xn.shape[1])
     index.add(Xn)
     k = int(min(k, len(Xn) - 1))
-    _, nbr = index.search(Xn, k + 1)
-    return nbr[:, 1:]
+    sim, nbr = index.search(Xn, k + 1)
+    # a row's exact copy may come before the row itself: drop the row, keep k others
+    own = nbr == np.arange(len(Xn))[:, None]
+    first = np.where(own.any(axis=1), own.argmax(axis=1), k)
+    keep = np.ones_like(own)
+    keep[np.arange(len(Xn)), first] = False
+    nbr, sim = nbr[keep].reshape(len(Xn), k), sim[keep].reshape(len(Xn), k)
+    return (nbr, sim) if with_similarity else nbr
+
+
+def near_copy_representatives(neighbours: np.ndarray, similarity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows that are the same picture (cosine >= COPY_SIMILARITY to a neighbour) joined into one:
+    (sorted representative rows, position of each row's representative among them)."""
+    m = len(neighbours)
+    parent = np.arange(m)
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(similarity >= COPY_SIMILARITY)):
+        a, b = root(i), root(neighbours[i, j])
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    roots = np.array([root(i) for i in range(m)])
+    reps = np.unique(roots)
+    return reps, np.searchsorted(reps, roots)
 
 
 def kappa(parts: list[np.ndarray], neighbours: np.ndarray) -> float:
