@@ -1,27 +1,20 @@
-"""Group image embeddings: UMAP (cosine -> 10-d) + HDBSCAN, then place the remainder.
+"""Group image embeddings: copies joined, UMAP (cosine -> 10-d), the HDBSCAN group tree, then
+the remainder placed. No default depends on the library's size (organizer/hierarchy.py says why
+each value is what it is; benchmarks/library_shapes.py measures every shape).
 
-Defaults were measured with benchmarks/cluster_quality.py (simulated user naming
-clusters, then a classifier) on EfficientNet-Lite0 vectors of caltech101-8 and
-cifar10-test; the numbers are in that file's docstring.
-
-1. UMAP to 10 dimensions (cosine, n_neighbors=15, min_dist=0, seeded). Above
-   ``max_fit`` (20k) rows UMAP is fitted on a seeded sample; the other rows are put
-   at the weighted mean of their nearest sample rows (found in a 128-d PCA of the
-   sample), because umap's own transform costs ~10 ms a row on CPU. Fits of >= 20k rows
-   build UMAP's neighbour graph exactly (faiss) in that PCA instead of UMAP's
-   single-threaded 1280-d neighbour descent (cifar10-test, forced: same NMI, 3x faster).
-2. HDBSCAN with "auto" selection: "eom" first (min_cluster_size = 2% of the rows
-   HDBSCAN sees), which on well-separated photos (caltech) finds exactly the classes.
-   On weakly separated features (cifar) eom collapses to 2 super-groups (animals /
-   vehicles, accuracy 0.1 after naming); when eom returns fewer than
-   ``min_eom_clusters`` (3) groups, "leaf" selection with min_cluster_size = 0.8%
-   is used instead (cifar: 13-14 groups). Price: data that truly has 2 groups gets
-   leaf's finer split (more naming actions, same names). Above max_fit HDBSCAN also
-   fits the sample and each other row takes the label most of its 15 nearest sample
-   rows carry (benchmarks/bench_cluster.py: n -> time, memory, NMI up to 1M).
-3. Remainder placement: a noise point joins the cluster that holds at least
-   ``place_threshold`` of its ``place_k`` nearest clustered neighbours in UMAP space
-   (10-d KD-tree, O(k) memory per point). Others stay -1 ("unsorted").
+0. Copies: rows of the fit sample at cosine >= 0.99 to a neighbour are one picture; the
+   pipeline runs on distinct pictures and each copy takes its picture's group.
+1. UMAP to 10 dimensions (cosine, n_neighbors=15, min_dist=0, seeded). Above ``max_fit`` (20k)
+   rows UMAP is fitted on a seeded sample; the other rows are put at the weighted mean of their
+   nearest sample rows (found in a 128-d PCA of the sample), because umap's own transform costs
+   ~10 ms a row on CPU. Fits of >= 20k rows build UMAP's neighbour graph exactly (faiss) in
+   that PCA instead of UMAP's single-threaded 1280-d neighbour descent.
+2. HDBSCAN (smallest group 10, density from 5 neighbours) gives the group tree; the level shown
+   first is chosen by hierarchy.py (stable groups, split what is mixed, the most distinct leaf
+   level where features are weakly separated). Above max_fit each other row takes the finest
+   tree node most of its 15 nearest sample rows are in.
+3. Remainder: a noise point joins the group that holds at least ``place_threshold`` of its
+   ``place_k`` nearest points in UMAP space, noise counting as a vote, so clutter stays -1.
 
 Same input + same seed => identical labels (UMAP is seeded, so it runs single-threaded).
 Fewer than ``min_points`` (10) vectors are not clustered: every label is -1.
