@@ -57,6 +57,15 @@ def regroup(min_size: int, seed: int) -> None:
     open_cluster(None)
 
 
+def ask_regroup() -> None:
+    """Read the numbers as they were sent: a value outside the fields' bounds is refused, not clamped."""
+    size, seed = st.session_state.get("regroup:size", 0), st.session_state.get("regroup:seed", 0)
+    if not (float(size).is_integer() and 0 <= size <= 100_000 and float(seed).is_integer() and 0 <= seed <= 10_000):
+        return common.say(f"Refused: the smallest group must be a whole number from 0 to 100000 and the seed "
+                          f"one from 0 to 10000 (got {size} and {seed}); nothing was changed.", "error", "regroup")
+    ask("regroup", int(size), int(seed))
+
+
 def ask(action: str, *args) -> None:
     """A callback for a long action: the body runs it where its button is, with progress."""
     st.session_state["pending"] = (action, args)
@@ -154,7 +163,7 @@ def overview(infos) -> None:
         a, b, c = st.columns([1, 1, 1], vertical_alignment="bottom")
         size = a.number_input("Smallest group (0 = automatic)", 0, 100000, 0, key="regroup:size")
         seed = b.number_input("Seed", 0, 10_000, 0, key="regroup:seed")
-        c.button("Re-group", on_click=ask, args=("regroup", int(size), int(seed)))
+        c.button("Re-group", on_click=ask_regroup)
         args = pending("regroup")
         if args:
             regroup(*args)
