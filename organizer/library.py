@@ -158,6 +158,13 @@ class Library:
                     out.append(info(v, self.store.node_member_ids(v, cid), nodes[v][1]))
         return out
 
+    def flat_cluster_ids(self) -> set[int]:
+        """Ids of the current flat clusters (-1: unsorted). The app uses it to tell them from tree
+        nodes: after a split along the tree the split cluster stays in the tree as a "group" node."""
+        cid = self.store.current_clustering_id()
+        return {r[0] for r in self.store.db.execute(
+            "SELECT DISTINCT cluster FROM cluster_members WHERE clustering_id=?", (cid,))} if cid is not None else set()
+
     def cluster_members(self, cluster: int) -> list[str]:
         """Images of a flat cluster, or of any node of the group tree (a parent: every image below it)."""
         if self.store.current_clustering_id() is None:

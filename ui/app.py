@@ -5,6 +5,7 @@
 The store comes from --store after `--`, else $ORGANIZER_STORE, else the default store."""
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -109,6 +110,10 @@ with common.run_lock():
         except StoreError as e:
             st.error(f"Refused the cluster parameter: {e}.")
             del st.query_params["cluster"]
-    image_panel()
-    history_panel()
-    page.run()
+    try:
+        image_panel()
+        history_panel()
+        page.run()
+    except (sqlite3.Error, OSError) as e:  # a store that cannot be read: a message, never a traceback
+        common.store_failed(e)
+        common.show_messages()

@@ -4,6 +4,7 @@ Pages stay thin: they lay out widgets and call `organizer` (Library and curation
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -88,9 +89,19 @@ def act(fn, *args, done: str | None = None, at: str = "top", **kwargs):
     except StoreError as e:
         say(str(e), "error", at)
         return None
+    except (sqlite3.Error, OSError) as e:  # the store refused (read-only, closed, disk full): say so
+        store_failed(e, at)
+        return None
     if done:
         say(done.format(result=result), at=at)
     return result
+
+
+def store_failed(error: Exception, at: str = "top") -> None:
+    """A store that could not be read or written: a message, and a fresh connection next run."""
+    say(f"The store {store_dir()} refused the operation ({error}); nothing was changed. "
+        "Check that the folder is writable and has free space, then try again.", "error", at)
+    _open.clear()
 
 
 # -- selections kept across reruns and pages of a grid -------------------------------------------

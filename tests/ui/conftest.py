@@ -57,6 +57,34 @@ def trained_store(ui_store, tmp_path_factory) -> Path:
     return dest
 
 
+TREE_CLASSES = ("bonsai", "grand_piano", "sunflower")  # 312 photos whose clusters have sub-groups
+
+
+@pytest.fixture(scope="session")
+def tree_store(tmp_path_factory) -> Path:
+    """Three caltech101-8 classes indexed and clustered through the CLI: a library whose clusters have
+    sub-groups (sample_data's 20 per class are too few for any). Skipped without ../shared."""
+    from support import SHARED, run_cli
+
+    source = SHARED / "datasets" / "caltech101-8"
+    if not source.is_dir():
+        pytest.skip(f"{source} is absent (a user's clone has no ../shared)")
+    folder = tmp_path_factory.mktemp("tree-photos")
+    for name in TREE_CLASSES:
+        shutil.copytree(source / name, folder / name)
+    store = tmp_path_factory.mktemp("tree-store") / "store"
+    run_cli("index", folder, "--store", store, "--backbone", "efficientnet-lite0")
+    run_cli("cluster", "--store", store)
+    return store
+
+
+@pytest.fixture
+def tree_copy(tree_store, tmp_path) -> Path:
+    dest = tmp_path / "store"
+    shutil.copytree(tree_store, dest)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("empty-store") / "store"

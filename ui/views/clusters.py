@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 import common
+import tree_view
 from organizer import curation
 
 lib = common.library()
@@ -56,6 +57,15 @@ def regroup(min_size: int, seed: int) -> None:
     open_cluster(None)
 
 
+def ask_regroup() -> None:
+    """Read the numbers as they were sent: a value outside the fields' bounds is refused, not clamped."""
+    size, seed = st.session_state.get("regroup:size", 0), st.session_state.get("regroup:seed", 0)
+    if not (float(size).is_integer() and 0 <= size <= 100_000 and float(seed).is_integer() and 0 <= seed <= 10_000):
+        return common.say(f"Refused: the smallest group must be a whole number from 0 to 100000 and the seed "
+                          f"one from 0 to 10000 (got {size} and {seed}); nothing was changed.", "error", "regroup")
+    ask("regroup", int(size), int(seed))
+
+
 def ask(action: str, *args) -> None:
     """A callback for a long action: the body runs it where its button is, with progress."""
     st.session_state["pending"] = (action, args)
@@ -68,6 +78,12 @@ def pending(action: str):
         del st.session_state["pending"]
         return value[1]
     return None
+
+
+def split_from_card(cluster: int) -> None:
+    """Open the cluster and split it there, where the split shows its progress."""
+    open_cluster(cluster)
+    ask("split", cluster)
 
 
 def naming_row(info) -> None:
@@ -107,7 +123,10 @@ def card(info, thumbs: dict) -> None:
             with st.container(key=f"thumbs-{info.id}"):
                 st.image(images, width=92)
         if info.id >= 0:
+            tree_view.agreement_hint(info)
+            tree_view.look_alike_row(info, TREE, merge)
             naming_row(info)
+            tree_view.subgroups(lib, info, TREE, thumbs, split_from_card)
         with st.container(horizontal=True, vertical_alignment="center"):
             st.button("Open", key=f"open-{info.id}", on_click=open_cluster, args=(info.id,),
                       help="See all its images; move, drop or split")
@@ -131,7 +150,7 @@ def overview(infos) -> None:
         st.button(f"Merge the {len(chosen)} selected clusters", type="primary", on_click=merge, args=(chosen,))
     shown = st.session_state.setdefault("cards_shown", CARDS_PER_SCREEN)
     visible = infos[:shown]
-    thumbs = curation.thumbnails(store, [i for c in visible for i in c.sample_ids])
+    thumbs = curation.thumbnails(store, [i for c in visible for i in c.sample_ids] + TREE.thumb_ids(visible))
     cols = st.columns(2)
     for k, info in enumerate(visible):
         with cols[k % 2]:
@@ -139,11 +158,12 @@ def overview(infos) -> None:
     if len(infos) > shown:
         st.button(f"Show more ({len(infos) - shown} left)",
                   on_click=lambda: st.session_state.update(cards_shown=shown + CARDS_PER_SCREEN))
+    tree_view.parents_section(lib, TREE, thumbs)
     with st.expander("Re-group all images with other settings (names are kept)"):
         a, b, c = st.columns([1, 1, 1], vertical_alignment="bottom")
         size = a.number_input("Smallest group (0 = automatic)", 0, 100000, 0, key="regroup:size")
         seed = b.number_input("Seed", 0, 10_000, 0, key="regroup:seed")
-        c.button("Re-group", on_click=ask, args=("regroup", int(size), int(seed)))
+        c.button("Re-group", on_click=ask_regroup)
         args = pending("regroup")
         if args:
             regroup(*args)
@@ -199,6 +219,7 @@ def detail(info, infos) -> None:
     st.button("← All clusters", on_click=open_cluster, args=(None,))
     st.markdown(title(info))
     if info.id >= 0:
+        tree_view.agreement_hint(info)
         naming_row(info)
     members = lib.cluster_members(info.id)
     chosen = common.selection(key) & set(members)
@@ -217,8 +238,14 @@ def detail(info, infos) -> None:
         if info.id >= 0:
             c.button("Drop them to unsorted", on_click=drop, args=(key,), disabled=not chosen,
                      help="They do not belong to this group: they lose its name")
-            c.button("Split this whole cluster", on_click=ask, args=("split", info.id),
-                     help="Re-cluster its images on their own into two or more groups")
+            subs = TREE.subgroups(info)
+            if len(subs) >= 2:  # split_cluster then follows the tree: no re-clustering
+                c.button(f"Split into its {len(subs)} sub-groups", on_click=ask, args=("split", info.id),
+                         help="Each sub-group the tree found becomes a cluster of its own (no re-clustering); "
+                              "names stay on the images")
+            else:
+                c.button("Split this whole cluster", on_click=ask, args=("split", info.id),
+                         help="Re-cluster its images on their own into two or more groups")
             args = pending("split")
             if args:
                 with c:
@@ -246,7 +273,8 @@ if store.current_clustering_id() is None:
     common.show_messages("regroup")
     st.stop()
 
-infos = lib.clusters(samples=SAMPLES)
+TREE = tree_view.Tree(lib.clusters(samples=SAMPLES, tree=True), lib.flat_cluster_ids())  # the one query for every card
+infos = TREE.flat
 NAME_COUNTS = curation.cluster_name_counts(store)
 opened = st.query_params.get("cluster")
 current = next((c for c in infos if opened is not None and str(c.id) == opened), None)

@@ -59,9 +59,10 @@ if not info["images"] and not info["error"]:
                                 help="auto uses CLIP when its weights are available (adds text search), "
                                      "else the small offline efficientnet-lite0")
         go = st.form_submit_button("Index and group", type="primary")
-    if go and folder.strip():
-        if run_index(folder.strip(), backbone):
-            st.switch_page("views/clusters.py")
+    if go and not folder.strip():
+        st.warning("Type the path of a folder of images first.")
+    elif go and run_index(folder.strip(), backbone):
+        st.switch_page("views/clusters.py")
     st.stop()
 
 cols = st.columns(6)
