@@ -154,8 +154,14 @@ class Library:
         if tree:
             flat_ids = set(members)
             for v in sorted(nodes):
-                if v not in flat_ids:
-                    out.append(info(v, self.store.node_member_ids(v, cid), nodes[v][1]))
+                if v in flat_ids:
+                    continue
+                level = nodes[v][1]
+                if level == "group":  # no longer a cluster: split along the tree (a parent now) or merged away
+                    if not any(k in flat_ids for k in kids.get(v, [])):
+                        continue
+                    level = "parent"
+                out.append(info(v, self.store.node_member_ids(v, cid), level))
         return out
 
     def flat_cluster_ids(self) -> set[int]:
