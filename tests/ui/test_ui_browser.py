@@ -2,6 +2,7 @@
 headless Debian Chromium. Screenshots land in test-artifacts/ (git-ignored)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -27,15 +28,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(ui_copy, tmp_path):
-    """The app on a free port against a copy of the sample store, started the way `organizer ui` does."""
+@contextlib.contextmanager
+def app_server(store, tmp_path, *options):
+    """The app on a free port against `store`, started the way `organizer ui` does; yields its URL."""
     port = _free_port()
     log = open(tmp_path / "streamlit.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"), "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.enableXsrfProtection", "true", "--browser.gatherUsageStats", "false",
-         "--server.maxUploadSize", "20", "--server.headless", "true", "--", "--store", str(ui_copy)],
+         *options, "--server.headless", "true", "--", "--store", str(store)],
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -48,7 +49,7 @@ def server(ui_copy, tmp_path):
                 if proc.poll() is not None or time.time() > deadline:
                     raise AssertionError("the app did not start:\n" + (tmp_path / "streamlit.log").read_text())
                 time.sleep(0.3)
-        yield url, ui_copy
+        yield url
     finally:
         proc.terminate()
         try:
@@ -56,6 +57,13 @@ def server(ui_copy, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture
+def server(ui_copy, tmp_path):
+    """The app against a copy of the sample store."""
+    with app_server(ui_copy, tmp_path, "--server.maxUploadSize", "20") as url:
+        yield url, ui_copy
 
 
 @pytest.fixture
