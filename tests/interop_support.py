@@ -8,10 +8,9 @@ from __future__ import annotations
 import collections
 import os
 import shutil
-import socket
 from pathlib import Path
 
-from support import truth
+from support import free_port, truth  # noqa: F401  (free_port is used by the tests importing it)
 
 _BUILT: dict[str, Path] = {}
 
@@ -43,13 +42,6 @@ def trained_store(sample_store: Path, base: Path) -> Path:
 def copy_store(store: Path, dest: Path) -> Path:
     shutil.copytree(store, dest)
     return dest
-
-
-def free_port() -> int:
-    """A port nothing listens on at 127.0.0.1 right now (the server binds it a moment later)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def child_env() -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -13,6 +14,13 @@ os.environ.setdefault("ORGANIZER_USER_CACHE", tempfile.mkdtemp(prefix="organizer
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
 SHARED = ROOT.parent / "shared"
+
+
+def free_port() -> int:
+    """A port nothing listens on at 127.0.0.1 right now (the server binds it a moment later)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_cli(*args, check=True, timeout=600, env=None) -> subprocess.CompletedProcess:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,7 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-from support import ROOT
+from support import ROOT, free_port
 
 # `ray start` turns a loopback --node-ip-address into the machine's outside address (so that a
 # cluster can span machines); this wrapper keeps the nodes on 127.0.0.1.
@@ -25,12 +24,6 @@ RAY_START = ("import ray._private.services as s\n"
              "from ray.scripts.scripts import main\n"
              "main()\n")
 OBJECT_STORE_BYTES = 200 << 20   # per node: results stream through, the machine has 2 cores
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def group_pids(pgid: int) -> list[int]:

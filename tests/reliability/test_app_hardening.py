@@ -17,18 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT
+from support import ROOT, free_port
 
 from .helpers import cli_env
 
 LOOPBACK = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1 and ::1 as /proc/net/tcp{,6} write them
 MAX_UPLOAD_MB = 50                                          # streamlit's own default is 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def listeners(port: int) -> list[str]:
