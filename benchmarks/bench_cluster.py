@@ -86,9 +86,9 @@ def child(n: int, dim: int, real: list[str] | None) -> dict:
     import numpy as np
     from sklearn.metrics import normalized_mutual_info_score
 
-    from organizer.cluster import cluster_vectors
+    from organizer.discover.cluster import cluster_vectors
     from organizer.embed.efficientnet import EfficientNetLite0
-    from organizer.naming import suggest
+    from organizer.discover.naming import suggest
 
     if real:
         X0 = np.load(real[0]).astype(np.float32)

@@ -32,7 +32,7 @@ from common import WORK, machine, median, save  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from organizer import search  # noqa: E402
 from organizer.store import Store  # noqa: E402
-from organizer.vectors import write_shard  # noqa: E402
+from organizer.store.vectors import write_shard  # noqa: E402
 
 SHARD_ROWS = 4096
 
@@ -83,7 +83,7 @@ def build_store(root: Path, n: int, dim: int) -> Store:
 
 
 def exact_topk(store: Store, Q: np.ndarray, k: int) -> np.ndarray:
-    from organizer.vectors import iter_present_vectors
+    from organizer.store.vectors import iter_present_vectors
 
     best_s = np.full((len(Q), k), -np.inf, np.float32)
     best_i = np.full((len(Q), k), -1, np.int64)
@@ -110,7 +110,7 @@ def timed_queries(store: Store, Q: np.ndarray, k: int):
 def flat_latency(store: Store, Q: np.ndarray, k: int, dim: int) -> float:
     import faiss
 
-    from organizer.vectors import iter_present_vectors
+    from organizer.store.vectors import iter_present_vectors
 
     index = faiss.IndexFlatIP(dim)
     for _, X in iter_present_vectors(store):
@@ -151,7 +151,7 @@ def main():
 
     rng = np.random.default_rng(7)
     rows = np.sort(rng.choice(n, 200, replace=False))
-    from organizer.vectors import load_vectors
+    from organizer.store.vectors import load_vectors
 
     stored_ids = [f"{r:032x}" for r in rows]
     _, Q_stored = load_vectors(store, stored_ids)

@@ -84,7 +84,7 @@ def main() -> None:
     payloads = [p.read_bytes() for p in sorted(SAMPLE.glob("*/*.jpg"))]
 
     # baseline: the same work in-process, no HTTP
-    from organizer.serve import Predictor
+    from organizer.export.serve import Predictor
 
     predictor = Predictor(store)
     predictor.predict([(payloads[0], "warm-up")])

@@ -4,7 +4,7 @@
         [--subsample N] [--per-class N] [--set key=value ...]
 
 X.npy: n x d float vectors (L2-normalized, as the product stores them); y.npy: true
-class per row. Runs organizer.cluster.cluster_vectors, then plays the user of
+class per row. Runs organizer.discover.cluster.cluster_vectors, then plays the user of
 ../shared/tools/simulate_user.py: clusters largest first, look at 12 random members,
 name the cluster after a class holding >= half of them (each cluster = 1 naming action),
 every exported member of a named cluster gets that name; LogisticRegression(C=1,
@@ -82,7 +82,7 @@ def simulate(X, y, labels, *, seed=0, look=12, train_mask=None):
 def main(argv=None):
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    from organizer.cluster import cluster_vectors
+    from organizer.discover.cluster import cluster_vectors
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("X")

@@ -3,7 +3,7 @@
     python benchmarks/explain_quality.py [--dataset DIR] [--sample 100] [--seed 0] [--work DIR]
         [--timing 15] [--skip-vit]
 
-Quality (deletion test, organizer/explain_check.py) on caltech101-8 with efficientnet-lite0:
+Quality (deletion test, organizer/learn/explain_check.py) on caltech101-8 with efficientnet-lite0:
   1. index the dataset into WORK/store (reused when it is there), through the CLI;
   2. label every image by its folder name through the CLI (`organizer label ... --as NAME`),
      except a seeded sample of --sample images, which stay unlabeled so the maps are measured
@@ -68,10 +68,10 @@ def prepare(dataset: Path, work: Path, sample: int, seed: int) -> tuple[Path, li
 
 
 def quality(store: Path, held: list[str], dataset: Path, seed: int) -> dict:
-    from organizer.classify import load_model
-    from organizer.decode import decode_image
-    from organizer.explain import Explainer
-    from organizer.explain_check import deletion_test
+    from organizer.learn.classify import load_model
+    from organizer.ingest.decode import decode_image
+    from organizer.learn.explain import Explainer
+    from organizer.learn.explain_check import deletion_test
     from organizer.library import Library
 
     lib = Library(store, create=False)
@@ -92,7 +92,7 @@ def quality(store: Path, held: list[str], dataset: Path, seed: int) -> dict:
 
 
 def time_efficientnet(store: Path, held: list[str], dataset: Path, n: int) -> dict:
-    from organizer import explain as ex
+    from organizer.learn import explain as ex
     from organizer.library import Library
 
     lib = Library(store, create=False)
@@ -119,11 +119,11 @@ def clip_case(model_name: str, dataset: Path, held: list[str], n: int, work: Pat
     import torch
     from safetensors.torch import save_file
 
-    from organizer.classify import LinearModel
-    from organizer.decode import decode_image
+    from organizer.learn.classify import LinearModel
+    from organizer.ingest.decode import decode_image
     from organizer.embed import get_embedder
-    from organizer.explain import Explainer
-    from organizer.explain_check import deletion_test
+    from organizer.learn.explain import Explainer
+    from organizer.learn.explain_check import deletion_test
 
     path = work / f"{model_name}-random.safetensors"
     if not path.exists():

@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name):  # lazy, so `import organizer` stays instant
     if name == "Library":
-        from .library import Library
+        from organizer.library import Library
 
         return Library
     raise AttributeError(name)

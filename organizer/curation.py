@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import history
-from .library import Library, _clean_name
-from .store import Store, StoreError
+from organizer.store import history
+from organizer.library import Library, _clean_name
+from organizer.store import Store, StoreError
 
 ID_RE = re.compile(r"[0-9a-f]{32}")
 CACHE_DIR = "app"
@@ -76,7 +76,7 @@ def thumbnail(store: Store, image_id: str) -> bytes | None:
 
 
 def _make_thumbnail(store: Store, image_id: str) -> bytes | None:
-    from .decode import DecodeError, decode_image, make_thumbnail
+    from organizer.ingest.decode import DecodeError, decode_image, make_thumbnail
 
     rel = store.primary_paths([image_id]).get(image_id)
     root = store.library_root
@@ -255,7 +255,7 @@ def split_cluster(lib: Library, cluster: int, *, seed: int = 0, progress=None) -
     (common for small clusters) k-means with k=2 splits them. Members it leaves as noise
     join the nearest new group, since they belonged to this cluster before.
     `progress(text)` hears each step as it starts (the first split loads models)."""
-    from .vectors import load_vectors
+    from organizer.store.vectors import load_vectors
 
     say = progress or (lambda text: None)
     store = lib.store
@@ -319,7 +319,7 @@ def _tree_parts(store: Store, cid: int, cluster: int, ids: list[str], X: np.ndar
 def _subcluster(X: np.ndarray, seed: int) -> np.ndarray:
     labels = None
     try:
-        from .cluster import cluster_vectors
+        from organizer.discover.cluster import cluster_vectors
 
         labels = np.asarray(cluster_vectors(X, min_cluster_size=max(3, len(X) // 8), seed=seed).labels)
     except Exception:  # the clusterer may refuse tiny inputs; k-means below always answers
@@ -339,7 +339,7 @@ def _subcluster(X: np.ndarray, seed: int) -> np.ndarray:
 
 def _suggest(lib: Library, ids: list[str], X: np.ndarray, assigned: np.ndarray) -> dict[int, list]:
     try:
-        from .naming import suggest
+        from organizer.discover.naming import suggest
 
         return suggest(lib.embedder(), X, lib._norms(ids), assigned)
     except Exception:  # suggestions are a convenience; a split without them is still a split
@@ -351,7 +351,7 @@ def map_coords(store: Store, *, compute: bool = True) -> tuple[list[str], np.nda
     """(ids, (n, 2) coordinates) from UMAP to 2-D, cached in the store until the vectors change.
 
     Cached as .npz read with allow_pickle=False (ids are a fixed-width text array)."""
-    from .vectors import load_vectors
+    from organizer.store.vectors import load_vectors
 
     ids = store.present_image_ids()
     if len(ids) > MAP_MAX_POINTS:
@@ -539,8 +539,8 @@ def export_bytes(lib: Library, fmt: str) -> bytes:
 # -- search by an uploaded image ------------------------------------------------------------------
 def similar_to_bytes(lib: Library, data: bytes, k: int = 24, *, name: str = "upload") -> list[tuple[str, float]]:
     """Library images most like an image given as bytes (nothing is written anywhere)."""
-    from .decode import DecodeError, decode_image
-    from .search import query
+    from organizer.ingest.decode import DecodeError, decode_image
+    from organizer.search import query
 
     embedder = lib.embedder()
     try:
@@ -552,8 +552,8 @@ def similar_to_bytes(lib: Library, data: bytes, k: int = 24, *, name: str = "upl
 
 
 def similar_to_id(lib: Library, image_id: str, k: int = 24) -> list[tuple[str, float]]:
-    from .search import query
-    from .vectors import load_vectors
+    from organizer.search import query
+    from organizer.store.vectors import load_vectors
 
     image_id = check_image_id(lib.store, image_id)
     _, vec = load_vectors(lib.store, [image_id])

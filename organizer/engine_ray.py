@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import Store, StoreError
+from organizer.store import Store, StoreError
 
 BLOCK_FILES = 32             # files per Ray Data block: one actor call
 WAVE_FILES = 65536           # files per Dataset: bounds the paths and object refs held at once
@@ -180,7 +180,7 @@ class EmbedActor:
 
     def __init__(self, spec: dict, root: str, thumb_size: int, max_pixels: int | None, known_ref, threads: int = 1):
         ray = _ray()
-        from .embed import l2_normalize
+        from organizer.embed import l2_normalize
 
         self.root, self.thumb_size, self.max_pixels = root, thumb_size, max_pixels
         self.preprocess, self.dim = spec["preprocess"], spec["dim"]
@@ -188,12 +188,12 @@ class EmbedActor:
         self.known.array = ray.get(known_ref[0])
         self.normalize = l2_normalize
         if spec["onnx"] is not None:
-            from .embed.runtime import OnnxRunner
+            from organizer.embed.runtime import OnnxRunner
 
             run = OnnxRunner(_local_model_file(spec), threads, spec["label"], spec["micro_batch"])
             self.embed = lambda x: l2_normalize(run(x))
         else:
-            from .embed import get_embedder
+            from organizer.embed import get_embedder
 
             embedder = get_embedder(spec["backbone"], store_backbone=spec["backbone"], quiet=True,
                                     runtime=spec["label"])
@@ -202,7 +202,7 @@ class EmbedActor:
             self.embed = embedder.embed_arrays
 
     def __call__(self, batch: dict) -> dict:
-        from .indexer import read_files
+        from organizer.ingest.indexer import read_files
 
         items = read_files(self.root, [str(p) for p in batch["path"]], self.preprocess, self.thumb_size,
                            self.max_pixels, known=self.known)
@@ -309,8 +309,8 @@ def predict_store_ray(store: Store, *, address: str | None = None, workers: int 
     one transaction; at most 2 x workers shards are in flight."""
     import time
 
-    from .classify import load_model
-    from .vectors import load_vectors
+    from organizer.learn.classify import load_model
+    from organizer.store.vectors import load_vectors
 
     ray = _ray()
     model = load_model(store)
@@ -362,7 +362,7 @@ def map_row_chunks(fn, shared, chunks, *, address: str | None = None, workers: i
 
 
 def _assign_chunk(shared, X):
-    from .cluster import _vote
+    from organizer.discover.cluster import _vote
 
     reducer, E_fit, labels_fit, probs_fit, k = shared
     return _vote(E_fit, labels_fit, probs_fit, reducer.transform(X), k)

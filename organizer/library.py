@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import Store, StoreError, atomic_write, default_store_dir, dumps
+from organizer.store import Store, StoreError, atomic_write, default_store_dir, dumps
 
 
 @dataclass
@@ -42,12 +42,12 @@ class Library:
 
     # -- indexing -------------------------------------------------------------------
     def index(self, folder, **kwargs):
-        from .indexer import index_folder
+        from organizer.ingest.indexer import index_folder
 
         return index_folder(self.store, folder, **kwargs)
 
     def embedder(self):
-        from .embed import get_embedder
+        from organizer.embed import get_embedder
 
         if not self.store.backbone:
             raise StoreError("the store has no images yet: run `organizer index FOLDER` first")
@@ -62,8 +62,8 @@ class Library:
                 keep_empty: bool = True) -> dict:
         """Group every image anew. keep_empty=False refuses (saving nothing) a grouping that leaves
         every image unsorted, so a person's current groups are not replaced by none."""
-        from .cluster import cluster_vectors
-        from .vectors import load_vectors
+        from organizer.discover.cluster import cluster_vectors
+        from organizer.store.vectors import load_vectors
 
         ids, X = load_vectors(self.store)
         if not ids:
@@ -81,7 +81,7 @@ class Library:
                              "try a smaller group size or automatic; nothing was changed")
         suggestions = {}
         if suggest and n_clusters:
-            from .naming import suggest as suggest_names
+            from organizer.discover.naming import suggest as suggest_names
 
             suggestions = suggest_names(self.embedder(), X, self._norms(ids), result.labels)
         with self.store.transaction():
@@ -216,17 +216,17 @@ class Library:
 
     # -- training and prediction --------------------------------------------------
     def train(self, **kwargs) -> dict:
-        from .classify import train
+        from organizer.learn.classify import train
 
         return train(self.store, **kwargs)
 
     def models(self) -> list[dict]:
-        from .versions import list_versions
+        from organizer.learn.versions import list_versions
 
         return list_versions(self.store)
 
     def use_model(self, model_id: int) -> None:
-        from .versions import use_version
+        from organizer.learn.versions import use_version
 
         before = self.store.current_model()
         use_version(self.store, model_id)
@@ -238,13 +238,13 @@ class Library:
     # -- history --------------------------------------------------------------------
     def history(self, limit: int | None = 20, *, include_undone: bool = False):
         """The changes a person made, newest first (HistoryEntry: id, kind, summary, ...)."""
-        from .history import entries
+        from organizer.store.history import entries
 
         return entries(self.store, limit, include_undone=include_undone)
 
     def undo(self, n: int = 1, *, back_to: int | None = None):
         """Undo the last n changes (or all from entry `back_to` on); re-predicts if the model changed."""
-        from .history import touches_model, undo
+        from organizer.store.history import touches_model, undo
 
         done = undo(self.store, n, back_to=back_to)
         if touches_model(done, self.store) and self.store.current_model() is not None:
@@ -252,30 +252,30 @@ class Library:
         return done
 
     def set_class_threshold(self, name: str, value: float | None) -> dict:
-        from .classify import set_class_threshold
+        from organizer.learn.classify import set_class_threshold
 
         return set_class_threshold(self.store, name, value)
 
     def label_issues(self, limit: int | None = None, everything: bool = False) -> list[dict]:
-        from .label_errors import find_label_errors
+        from organizer.learn.label_issues import find_label_issues
 
-        return find_label_errors(self.store, limit=limit, everything=everything)
+        return find_label_issues(self.store, limit=limit, everything=everything)
 
     def predict(self, *, engine: str = "local", ray_address: str | None = None, workers: int | None = None) -> int:
         """Predict every present image; engine "ray" runs the classifier as Ray tasks over shards."""
         if engine == "ray":
-            from .engine_ray import predict_store_ray
+            from organizer.engine_ray import predict_store_ray
 
             return predict_store_ray(self.store, address=ray_address, workers=workers)
         if engine != "local":
             raise StoreError(f"unknown engine {engine!r}: use local or ray")
-        from .classify import predict_store
+        from organizer.learn.classify import predict_store
 
         return predict_store(self.store)
 
     def embed_files(self, files: list[str]) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
         """Embed files outside the library on the fly: (ok files, vectors, [(file, error)])."""
-        from .decode import DecodeError, decode_image
+        from organizer.ingest.decode import DecodeError, decode_image
 
         embedder = self.embedder()
         ok, pixels, errors = [], [], []
@@ -292,7 +292,7 @@ class Library:
         return ok, vectors, errors
 
     def predict_files(self, files: list[str]) -> tuple[list[dict], list[tuple[str, str]]]:
-        from .classify import load_model
+        from organizer.learn.classify import load_model
 
         model = load_model(self.store)
         ok, vectors, errors = self.embed_files(files)
@@ -303,8 +303,8 @@ class Library:
     def explain(self, target: str, label: str | None = None, *, max_side: int | None = None,
                 method: str = "auto"):
         """Heatmap of where the current model finds `label` (default: its prediction) in a library
-        image (path or id) or any image file: an `organizer.explain.Explanation`."""
-        from .explain import explain
+        image (path or id) or any image file: an `organizer.learn.explain.Explanation`."""
+        from organizer.learn.explain import explain
 
         return explain(self, target, label, max_side=max_side, method=method)
 
@@ -312,9 +312,9 @@ class Library:
         """Images no person has labeled yet that are worth asking about next, with the current model's guess.
 
         include_named=False leaves out images that carry a cluster name too (only unnamed ones)."""
-        from .classify import PERSON_SOURCES, load_model
-        from .review import STRATEGIES, held_out_proba, select, select_random
-        from .vectors import load_vectors
+        from organizer.learn.classify import PERSON_SOURCES, load_model
+        from organizer.learn.review import STRATEGIES, held_out_proba, select, select_random
+        from organizer.store.vectors import load_vectors
 
         if strategy not in STRATEGIES:
             raise StoreError(f"unknown review strategy {strategy!r}: use {' or '.join(STRATEGIES)}")
@@ -351,8 +351,8 @@ class Library:
 
     # -- search -------------------------------------------------------------------
     def similar(self, target: str, k: int = 10) -> list[tuple[str, str, float]]:
-        from .search import query
-        from .vectors import load_vectors
+        from organizer.search import query
+        from organizer.store.vectors import load_vectors
 
         image_id = self._find_image(target)
         if image_id:
@@ -368,7 +368,7 @@ class Library:
         return self._with_paths(hits)
 
     def search_text(self, text: str, k: int = 10) -> list[tuple[str, str, float]]:
-        from .search import query
+        from organizer.search import query
 
         embedder = self.embedder()
         if not getattr(embedder, "has_text", False):
@@ -396,7 +396,7 @@ class Library:
         clusters = self.store.cluster_assignments()
         labels = {r[0]: (r[1], r[2]) for r in self.store.db.execute("SELECT image_id, name, source FROM labels")}
         preds = {r[0]: (r[1], r[2]) for r in self.store.db.execute("SELECT image_id, label, confidence FROM predictions")}
-        from .tags import export_columns
+        from organizer.learn.tags import export_columns
 
         no_tags = {"tags": "", "predicted_tags": ""}
         tags = export_columns(self.store)
@@ -439,9 +439,9 @@ class Library:
 
     # -- leaving the tool: sidecars, folders, a portable model, an API, watching ----
     def export_xmp(self, *, only: set[str] | None = None, **options):
-        """XMP sidecars with each image's names as keywords (see organizer/sidecars.py for options);
+        """XMP sidecars with each image's names as keywords (see organizer/export/sidecars.py for options);
         `only`: library paths to limit it to."""
-        from .sidecars import export_sidecars
+        from organizer.export.sidecars import export_sidecars
 
         rows = self.export_rows()
         if only is not None:
@@ -449,23 +449,23 @@ class Library:
         return export_sidecars(rows, self.store.library_root, **options)
 
     def export_folders(self, out, *, link: str = "symbolic"):
-        from .export_folders import export_folders
+        from organizer.export.folders import export_folders
 
         return export_folders(self.export_rows(), self.store.library_root, out, link=link)
 
     def export_model(self, out, *, model_id: int | None = None) -> dict:
-        from .portable import export_model
+        from organizer.export.portable import export_model
 
         return export_model(self.store, out, model_id=model_id)
 
     def api(self, *, token: str | None = None, **limits):
         """The prediction API as an ASGI app (FastAPI), for `organizer serve` or any ASGI server."""
-        from .serve import create_app
+        from organizer.export.serve import create_app
 
         return create_app(self.store.root, token=token, **limits)
 
     def watch(self, folder, **options) -> int:
-        from .watch import watch
+        from organizer.export.watch import watch
 
         return watch(self, folder, **options)
 

@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from .store import Store
+from organizer.store import Store
 
 INDEX_NAME = "index.faiss"
 FLAT_MAX_CELLS = 25_000_000       # vectors x dim: 50k x 512 or 20k x 1280 stay exact
@@ -57,7 +57,7 @@ def build_index(store: Store, *, kind: str | None = None):
 
 def _build(store: Store, kind: str | None = None) -> tuple[object, dict]:
     """(index, tuning kept beside it in the JSON sidecar)."""
-    from .vectors import count_present, iter_present_vectors
+    from organizer.store.vectors import count_present, iter_present_vectors
 
     dim = int(store.get_meta("dim") or 1)
     n = count_present(store)
@@ -79,7 +79,7 @@ def _build_flat(chunks, dim: int):
 def _build_ivf(store: Store, n: int, dim: int, nlist: int | None = None):
     import faiss
 
-    from .vectors import iter_present_vectors
+    from organizer.store.vectors import iter_present_vectors
 
     nlist = min(nlist or n_lists(n), max(1, n // 8))  # tiny libraries (forced IVF in tests) still train
     rng = np.random.default_rng(SEED)
@@ -180,7 +180,7 @@ def describe(index) -> dict:
 def save_index(store: Store, index, tuning: dict | None = None) -> None:
     import faiss
 
-    from .store import disk_full_guard
+    from organizer.store import disk_full_guard
 
     path, meta = _paths(store)
     data = faiss.serialize_index(index).tobytes()
@@ -261,7 +261,7 @@ def _load(store: Store, *, rebuild: bool = True) -> tuple[object, dict]:
     if not rebuild:
         return None, {}
     index, tuning = _build(store)
-    from .store import DiskFullError
+    from organizer.store import DiskFullError
 
     try:
         save_index(store, index, tuning)

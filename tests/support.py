@@ -25,7 +25,7 @@ def free_port() -> int:
 
 def run_cli(*args, check=True, timeout=600, env=None) -> subprocess.CompletedProcess:
     """Run `organizer ARGS` in a fresh process, as a user would (`env`: the whole environment)."""
-    proc = subprocess.run([sys.executable, "-m", "organizer.cli", *map(str, args)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "organizer", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=env or {**os.environ, "HF_HUB_OFFLINE": "1"})
     if check and proc.returncode != 0:
         raise AssertionError(f"organizer {' '.join(map(str, args))} failed ({proc.returncode}):\n"
@@ -36,7 +36,7 @@ def run_cli(*args, check=True, timeout=600, env=None) -> subprocess.CompletedPro
 def stored_vectors(store: Path) -> dict:
     """{image id: vector} read from a store's shards, checksums verified."""
     from organizer.store import Store
-    from organizer.vectors import load_vectors
+    from organizer.store.vectors import load_vectors
 
     s = Store(store, create=False)
     try:

@@ -116,7 +116,7 @@ def test_same_seed_same_clusters(store_copy):
 def test_unknown_threshold_needs_evidence():
     import numpy as np
 
-    from organizer.classify import learn_threshold
+    from organizer.learn.classify import learn_threshold
 
     conf = np.linspace(0.3, 1.0, 500)
     correct = np.ones(500, bool)

@@ -1,10 +1,10 @@
-"""organizer.cluster on small seeded synthetic data, with the real UMAP + HDBSCAN."""
+"""organizer.discover.cluster on small seeded synthetic data, with the real UMAP + HDBSCAN."""
 import json
 
 import numpy as np
 import pytest
 
-from organizer.cluster import HDBSCANClusterer, UMAPReducer, cluster_vectors, default_params
+from organizer.discover.cluster import HDBSCANClusterer, UMAPReducer, cluster_vectors, default_params
 
 
 def blobs(sizes=(120, 80, 60), dim=32, spread=0.05, seed=0):

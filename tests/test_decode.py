@@ -1,4 +1,4 @@
-"""Tests for organizer.decode. Every image is made here with Pillow/numpy."""
+"""Tests for organizer.ingest.decode. Every image is made here with Pillow/numpy."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, features
 
-from organizer import decode
-from organizer.decode import (ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS,
+from organizer.ingest import decode
+from organizer.ingest.decode import (ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS,
                               DecodeError, Decoded, decode_image, make_thumbnail)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,7 +207,7 @@ def test_bombs_use_little_memory(tmp_path):
         "import resource, sys\n"
         "from PIL import Image\n"
         "Image.MAX_IMAGE_PIXELS = None\n"
-        "from organizer.decode import decode_image, DecodeError\n"
+        "from organizer.ingest.decode import decode_image, DecodeError\n"
         "datas = [open(p, 'rb').read() for p in sys.argv[1:]]\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "for d in datas:\n"
@@ -434,7 +434,7 @@ def test_make_thumbnail():
 
 
 def test_import_is_cheap():
-    code = "import sys, organizer.decode; print('numpy' in sys.modules)"
+    code = "import sys, organizer.ingest.decode; print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -88,7 +88,7 @@ def test_errors_are_one_line(trained, sample_store, tmp_path):
     proc = run_cli("explain", "watch/image_0001.jpg", "--store", sample_store, check=False)
     assert proc.returncode != 0 and "organizer train" in proc.stderr and proc.stderr.count("\n") == 1
 
-    from organizer.explain import ExplainError
+    from organizer.learn.explain import ExplainError
     from organizer.library import Library
 
     with pytest.raises(ExplainError, match="no label 'cats'"):
@@ -106,8 +106,8 @@ def test_cache_follows_the_model(trained, tmp_path):
     again = lib.explain(image_id)
     assert not first.cached and again.cached and np.array_equal(first.heatmap, again.heatmap)
     # the prediction and the map come from one function: the stored vector's probability agrees
-    from organizer.classify import load_model
-    from organizer.vectors import load_vectors
+    from organizer.learn.classify import load_model
+    from organizer.store.vectors import load_vectors
 
     stored = load_model(lib.store).predict_proba(load_vectors(lib.store, [image_id])[1])[0]
     assert abs(stored.max() - first.confidence) < 1e-2
@@ -128,10 +128,10 @@ def test_cache_follows_the_model(trained, tmp_path):
 def test_deletion_test_on_sample_data_with_controls(trained):
     """Blanking the map's top 20% must hurt the predicted label more than 20% at random, and more
     than the top 20% of another label's map (a check that could come out the other way)."""
-    from organizer.classify import load_model
-    from organizer.decode import decode_image
-    from organizer.explain import Explainer
-    from organizer.explain_check import deletion_test
+    from organizer.learn.classify import load_model
+    from organizer.ingest.decode import decode_image
+    from organizer.learn.explain import Explainer
+    from organizer.learn.explain_check import deletion_test
     from organizer.library import Library
 
     lib = Library(trained)
@@ -168,10 +168,10 @@ def vit(tmp_path_factory):
 
 def test_clip_vit_path_runs_on_a_random_checkpoint(vit):
     """Random weights: only shapes, ranges and agreement with the prediction path are checked."""
-    from organizer.classify import LinearModel
+    from organizer.learn.classify import LinearModel
     from organizer.embed import l2_normalize
-    from organizer.explain import Explainer, target_layer
-    from organizer.explain_check import deletion_test
+    from organizer.learn.explain import Explainer, target_layer
+    from organizer.learn.explain_check import deletion_test
 
     layer, kind = target_layer(vit)
     assert kind == "vit" and layer is vit.visual.transformer.resblocks[-2]  # class-token pooling

@@ -24,7 +24,7 @@ def photos(n_per_class: int = 2) -> list[Path]:
 
 
 def pixels(embedder, paths) -> np.ndarray:
-    from organizer.decode import decode_image
+    from organizer.ingest.decode import decode_image
 
     pre = embedder.preprocess
     crops = [pre.crop(decode_image(p.read_bytes(), name=p.name, min_side=pre.size).image) for p in paths]

@@ -1,4 +1,4 @@
-"""The learning loop on real photos: model versions, review queue, label errors, calibration, thresholds."""
+"""The learning loop on real photos: model versions, review queue, label issues, calibration, thresholds."""
 from __future__ import annotations
 
 import collections
@@ -67,7 +67,7 @@ def test_new_class_from_a_person_becomes_current(named_lib):
 
 
 def test_review_queue_json(named_lib, store_copy):
-    from organizer.classify import predict_store
+    from organizer.learn.classify import predict_store
 
     named_lib.train()
     predict_store(named_lib.store)
@@ -128,7 +128,7 @@ def test_look_alike_cluster_with_a_wrong_name_is_asked_about(store_copy):
 
 
 def test_calibration_reported_and_ece_measured(named_lib, store_copy):
-    from organizer.calibration import ece, fit_temperature, reliability, softmax
+    from organizer.learn.calibration import ece, fit_temperature, reliability, softmax
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 2000)
@@ -184,7 +184,7 @@ def test_person_corrections_make_the_new_model_current(store_copy):
 
 def test_review_prefers_uncertain_images_in_crowded_regions(monkeypatch):
     """Equally uncertain images: one from a tight crowd settles many labels, an outlier's settles one."""
-    from organizer import review
+    from organizer.learn import review
 
     rng = np.random.default_rng(0)
     centre = rng.normal(size=64)

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from organizer.cluster import cluster_vectors
-from organizer.hierarchy import GroupTree, kappa, neighbour_graph
+from organizer.discover.cluster import cluster_vectors
+from organizer.discover.hierarchy import GroupTree, kappa, neighbour_graph
 
 SIZES = (10, 30, 150, 300, 700)  # the largest below half the library (see hierarchy rule 3)
 
@@ -80,7 +80,7 @@ def test_number_of_groups_follows_structure_not_size(small_library):
 
 def test_copies_are_one_picture_and_controls_are_not():
     """Near-identical rows (re-encoded copies) join one picture; distinct neighbours never do."""
-    from organizer.hierarchy import near_copy_representatives
+    from organizer.discover.hierarchy import near_copy_representatives
 
     X, _ = shaped(repeat=3, jitter=0.001)
     reps, pos = near_copy_representatives(*neighbour_graph(X, with_similarity=True))

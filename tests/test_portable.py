@@ -70,11 +70,11 @@ def test_every_probability_matches_and_preprocessing_matters(exported):
     import onnxruntime as ort
     from PIL import Image
 
-    from organizer.classify import load_model
+    from organizer.learn.classify import load_model
     from organizer.embed import Preprocess
-    from organizer.portable import load_pixels
+    from organizer.export.portable import load_pixels
     from organizer.store import Store
-    from organizer.vectors import load_vectors
+    from organizer.store.vectors import load_vectors
 
     store_dir, out = exported
     store = Store(store_dir, create=False)

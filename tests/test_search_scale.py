@@ -10,7 +10,7 @@ import pytest
 
 from organizer import search
 from organizer.store import Store
-from organizer.vectors import write_shard
+from organizer.store.vectors import write_shard
 
 
 def clustered(n: int, dim: int, n_centers: int = 40, spread: float = 0.35, seed: int = 0) -> np.ndarray:

@@ -51,7 +51,7 @@ def test_tag_train_predict_export(store_copy):
 
     cli("predict-tags", "--store", store_copy)
     from organizer.store import Store
-    from organizer.tags import export_columns
+    from organizer.learn.tags import export_columns
 
     with Store(store_copy, create=False) as store:
         cols = export_columns(store)

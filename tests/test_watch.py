@@ -14,7 +14,7 @@ import time
 import pytest
 
 from interop_support import child_env, trained_store, with_library_copy
-from organizer import xmp
+from organizer.export import xmp
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from interop_support import trained_store, with_library_copy
-from organizer import xmp
+from organizer.export import xmp
 from support import SAMPLE, run_cli
 
 EXIFTOOL = shutil.which("exiftool")

@@ -101,6 +101,6 @@ def get_embedder(spec: str = "auto", *, store_backbone: str | None = None, quiet
     cache_dir: where the ONNX export is kept (a store passes `<store>/cache`); without one the
     network runs in PyTorch. runtime: auto (default, or $ORGANIZER_RUNTIME), onnx, onnx-int8,
     torch or torch-bf16; see organizer/embed/runtime.py."""
-    from .registry import resolve
+    from organizer.embed.registry import resolve
 
     return resolve(spec, store_backbone=store_backbone, quiet=quiet, cache_dir=cache_dir, runtime=runtime)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Preprocess, l2_normalize
-from .runtime import (FallbackError, TorchRunner, bf16_runner, candidates, notice, onnx_runner,
+from organizer.embed import Preprocess, l2_normalize
+from organizer.embed.runtime import (FallbackError, TorchRunner, bf16_runner, candidates, notice, onnx_runner,
                       requested_runtime)
 
 
@@ -131,7 +131,7 @@ def set_threads(n: int | None = None, *, force: bool = False) -> None:
 
     import torch
 
-    from .runtime import inference_threads
+    from organizer.embed.runtime import inference_threads
 
     if force or n is not None or "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(n or inference_threads())

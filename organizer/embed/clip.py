@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import BackboneError, Preprocess, l2_normalize
-from .base import TowerEmbedder, set_threads
-from .runtime import file_fingerprint
+from organizer.embed import BackboneError, Preprocess, l2_normalize
+from organizer.embed.base import TowerEmbedder, set_threads
+from organizer.embed.runtime import file_fingerprint
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"

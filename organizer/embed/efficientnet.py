@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import BackboneError, Preprocess
-from .base import TowerEmbedder, set_threads
-from .runtime import file_fingerprint
+from organizer.embed import BackboneError, Preprocess
+from organizer.embed.base import TowerEmbedder, set_threads
+from organizer.embed.runtime import file_fingerprint
 
 NAME = "efficientnet-lite0"
 

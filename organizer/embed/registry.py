@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import BackboneError, Embedder
+from organizer.embed import BackboneError, Embedder
 
 _CACHE: dict[tuple, Embedder] = {}
 
@@ -20,7 +20,7 @@ def parse(spec: str) -> tuple[str, str | None, str | None]:
     if spec in ("auto", "efficientnet-lite0"):
         return spec, None, None
     if spec == "clip" or spec.startswith("clip:"):
-        from .clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
+        from organizer.embed.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
         parts = spec.split(":", 2)
         model = parts[1] if len(parts) > 1 and parts[1] else DEFAULT_MODEL
@@ -37,7 +37,7 @@ def parse(spec: str) -> tuple[str, str | None, str | None]:
 def canonical(spec: str) -> str:
     kind, model, pretrained = parse(spec)
     if kind == "clip":
-        from .clip import canonical_name
+        from organizer.embed.clip import canonical_name
 
         return canonical_name(model, pretrained)
     return kind
@@ -45,14 +45,14 @@ def canonical(spec: str) -> str:
 
 def resolve(spec: str = "auto", *, store_backbone: str | None = None, quiet: bool = False,
             cache_dir=None, runtime: str | None = None) -> Embedder:
-    from .runtime import requested_runtime
+    from organizer.embed.runtime import requested_runtime
 
     kind, model, pretrained = parse(spec)
     options = dict(quiet=quiet, cache_dir=cache_dir, runtime=runtime)
     if kind == "auto":
         if store_backbone:  # a store keeps the backbone that made its vectors
             return resolve(store_backbone, **options)
-        from .clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, hub_weights_available
+        from organizer.embed.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, hub_weights_available
 
         if hub_weights_available(DEFAULT_MODEL, DEFAULT_PRETRAINED):
             return resolve("clip", **options)
@@ -72,11 +72,11 @@ def resolve(spec: str = "auto", *, store_backbone: str | None = None, quiet: boo
     key = (name, str(Path(cache_dir).resolve()) if cache_dir else None, how)
     if key not in _CACHE:
         if kind == "efficientnet-lite0":
-            from .efficientnet import EfficientNetLite0
+            from organizer.embed.efficientnet import EfficientNetLite0
 
             _CACHE[key] = EfficientNetLite0(**options)
         else:
-            from .clip import ClipEmbedder
+            from organizer.embed.clip import ClipEmbedder
 
             _CACHE[key] = ClipEmbedder(model, pretrained, **options)
     return _CACHE[key]

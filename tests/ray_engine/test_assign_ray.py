@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, "tests")
 from support import stored_vectors
 from organizer import engine_ray
-from organizer.cluster import HDBSCANClusterer, UMAPReducer, _vote, sample_indices
+from organizer.discover.cluster import HDBSCANClusterer, UMAPReducer, _vote, sample_indices
 
 X = np.stack(list(stored_vectors(sys.argv[1]).values())).astype(np.float32)
 idx = sample_indices(len(X), 80, 0)

@@ -230,7 +230,7 @@ def _shards(store: Path) -> list[int]:
 # -- kills during a save (fast) ---------------------------------------------------------------
 SAVE_MODELS = """
 import json, sys
-from organizer.classify import load_model, save_model
+from organizer.learn.classify import load_model, save_model
 from organizer.store import Store
 store = Store(sys.argv[1], create=False)
 model = load_model(store)
@@ -276,7 +276,7 @@ def label_three_classes(store: Path) -> None:
 
 
 def test_kill_9_during_model_save(store_copy, tmp_path):
-    from organizer.classify import load_model, save_model, train
+    from organizer.learn.classify import load_model, save_model, train
     from organizer.store import Store
 
     label_three_classes(store_copy)
@@ -317,7 +317,7 @@ def test_kill_9_during_model_save(store_copy, tmp_path):
 def test_kill_9_during_search_index_save(store_copy, tmp_path):
     from organizer import search
     from organizer.store import Store
-    from organizer.vectors import count_present, load_vectors
+    from organizer.store.vectors import count_present, load_vectors
 
     with Store(store_copy, create=False) as s:
         search.save_index(s, search.build_index(s))  # a previous index is in place

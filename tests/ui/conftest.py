@@ -11,7 +11,7 @@ from organizer import curation
 from organizer.library import Library
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "ui" / "app.py"
+APP = ROOT / "organizer" / "app" / "app.py"
 
 
 def name_like_a_person(store) -> dict[int, str]:

@@ -133,10 +133,7 @@ def test_page_number_of_a_big_cluster(open_app, ui_copy, value):
 
 # -- a store that refuses the operation ---------------------------------------------------------
 def _app_library():
-    import sys
-
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2] / "ui"))
-    import common
+    from organizer.app import common
 
     return common
 

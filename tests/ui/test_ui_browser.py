@@ -29,7 +29,7 @@ def app_server(store, tmp_path, *options):
     port = free_port()
     log = open(tmp_path / "streamlit.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"), "--server.address", "127.0.0.1",
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "organizer" / "app" / "app.py"), "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.enableXsrfProtection", "true", "--browser.gatherUsageStats", "false",
          *options, "--server.headless", "true", "--", "--store", str(store)],
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"})

@@ -6,7 +6,7 @@ import io
 
 from organizer import curation
 from organizer.library import Library
-from organizer.review import held_out_proba  # noqa: F401  (the fix under test)
+from organizer.learn.review import held_out_proba  # noqa: F401  (the fix under test)
 
 
 def assert_clean(at):
@@ -48,8 +48,8 @@ def test_review_after_every_cluster_is_named(open_app, trained_copy):
     # the confidence shown is the held-out one, not the model's certainty about its own training images
     import numpy as np
 
-    from organizer.classify import load_model
-    from organizer.vectors import load_vectors
+    from organizer.learn.classify import load_model
+    from organizer.store.vectors import load_vectors
 
     model = load_model(lib.store)
     ids, X = load_vectors(lib.store, [r["image_id"] for r in queue])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from conftest import ROOT
-from organizer.explain import model_key
+from organizer.learn.explain import model_key
 from organizer.library import Library
 
 
@@ -56,11 +56,8 @@ def test_review_toggle_shows_heatmaps_of_the_guess(open_app, trained_copy):
     assert all(maps[i] == {classes.index(name)} for i, name in guesses.items())
 
 
-def _drill_down(ui_dir: str, ids: list[str], label: str):
-    import sys
-
-    sys.path.insert(0, ui_dir)
-    import explain_view
+def _drill_down(ids: list[str], label: str):
+    from organizer.app import explain_view
 
     explain_view.grid(ids, label=label)
 
@@ -72,7 +69,7 @@ def test_confusion_drill_down_helper_draws_the_wrong_label(trained_copy, monkeyp
     lib = Library(trained_copy)
     classes = json.loads(lib.store.current_model()["classes"])
     ids = lib.store.present_image_ids()[:3]
-    at = AppTest.from_function(_drill_down, args=(str(ROOT / "ui"), ids, classes[-1]), default_timeout=60).run()
+    at = AppTest.from_function(_drill_down, args=(ids, classes[-1]), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     assert kinds(at.main).count("image") == 3
     assert cached_maps(trained_copy) == {i: {len(classes) - 1} for i in ids}

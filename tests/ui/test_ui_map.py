@@ -6,7 +6,7 @@ import numpy as np
 
 from organizer import curation
 from organizer.library import Library
-from organizer.mapselect import in_box, in_polygon, selected
+from organizer.discover.mapselect import in_box, in_polygon, selected
 
 
 def assert_clean(at):
@@ -57,7 +57,7 @@ def test_lasso_on_the_map_names_and_tags_the_selection(open_app, ui_copy):
     at.text_input(key="map:tag").input("left half")
     next(b for b in at.button if b.label.startswith("Tag the")).click().run()
     assert_clean(at)
-    from organizer.tags import image_tags
+    from organizer.learn.tags import image_tags
 
     tags = image_tags(lib.store)
     assert {i for i in ids if "left half" in tags.get(i, set())} == set(inside)

@@ -15,7 +15,7 @@ from support import ROOT, SHARED, run_cli
 
 pytestmark = pytest.mark.slow
 CIFAR = SHARED / "datasets" / "cifar10-test"
-APP = ROOT / "ui" / "app.py"
+APP = ROOT / "organizer" / "app" / "app.py"
 PAGES = ["views/library.py", "views/clusters.py", "views/map.py", "views/search.py", "views/train.py",
          "views/review.py", "views/predictions.py"]
 TIMED = ["views/clusters.py", "views/map.py", "views/train.py", "views/review.py"]

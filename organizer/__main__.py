@@ -1,0 +1,4 @@
+"""`python -m organizer` is the `organizer` command."""
+from organizer.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""Library: what the store holds, files that failed, (re-)indexing with progress."""
+from __future__ import annotations
+
+import datetime
+import json
+
+import streamlit as st
+
+from organizer.app import common
+from organizer import curation
+from organizer.embed import BackboneError
+from organizer.store import StoreError
+
+lib = common.library()
+store = lib.store
+
+
+def run_index(folder: str, backbone: str = "auto") -> bool:
+    """Index with a progress bar, then group: one step from a folder to named-able clusters."""
+    bar = st.progress(0.0, text="Looking for images...")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Embedding images: {done} of {total}")
+
+    try:
+        report = lib.index(folder, backbone=backbone, progress=progress)
+    except (StoreError, BackboneError) as e:
+        bar.empty()
+        st.error(str(e))
+        return False
+    bar.progress(1.0, text=report.summary())
+    if report.embedded or store.current_clustering_id() is None:
+        if store.counts()["images"] >= 2:
+            with st.spinner("Grouping similar images..."):
+                try:
+                    result = lib.cluster()
+                    common.say(f"{report.summary()}. Found {result['clusters']} groups.")
+                except StoreError as e:
+                    common.say(str(e), "error")
+    else:
+        common.say(report.summary())
+    return True
+
+
+def when(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+st.title("Library")
+common.show_messages()
+info = curation.overview(lib)
+
+if not info["images"] and not info["error"]:
+    st.markdown("This store is empty. Give it a folder of images: organizer reads them (never writes there), "
+                "makes a thumbnail and a vector for each, then groups similar ones.")
+    with st.form("index-new"):
+        folder = st.text_input("Folder of images on this computer", placeholder="/home/me/Pictures")
+        backbone = st.selectbox("Image model", ["auto", "efficientnet-lite0", "clip"],
+                                help="auto uses CLIP when its weights are available (adds text search), "
+                                     "else the small offline efficientnet-lite0")
+        go = st.form_submit_button("Index and group", type="primary")
+    if go and not folder.strip():
+        st.warning("Type the path of a folder of images first.")
+    elif go and run_index(folder.strip(), backbone):
+        st.switch_page("views/clusters.py")
+    st.stop()
+
+cols = st.columns(6)
+cols[0].metric("Images", info["images"])
+cols[1].metric("Groups", info["n_clusters"])
+cols[2].metric("Named images", info["labeled"])
+cols[3].metric("Names", len(info["label_names"]))
+cols[4].metric("Failed files", info["error"])
+cols[5].metric("Missing files", info["missing"])
+st.markdown(f"Folder: `{info['library']}` · image model: `{info['backbone']}` · store: `{info['store']}`")
+
+if st.button("Re-index (only new and changed files)", disabled=not info["library"]):
+    if run_index(info["library"]):
+        st.rerun()
+
+if info["label_names"]:
+    st.subheader("Names")
+    st.dataframe([{"name": n, "images": k} for n, k in info["label_names"]], hide_index=True)
+
+st.subheader("Last runs")
+runs = [{"when": when(r["created_at"]), "run": f"grouping {r['id']}",
+         "result": f"{r['n_clusters']} groups over {r['n_images']} images",
+         "settings": r["params"]} for r in info["clusterings"]]
+for m in info["models"]:
+    metrics = json.loads(m["metrics"])
+    acc = metrics.get("accuracy")
+    runs.append({"when": when(m["created_at"]), "run": f"model {m['id']}" + (" (current)" if m["current"] else ""),
+                 "result": f"{m['n_train']} images, {len(json.loads(m['classes']))} classes"
+                 + (f", accuracy {acc:.1%}" if acc is not None else ""), "settings": ""})
+if runs:
+    st.dataframe(sorted(runs, key=lambda r: r["when"], reverse=True), hide_index=True)
+else:
+    st.caption("No grouping or training yet.")
+
+st.subheader(f"Files that could not be read ({len(info['errors'])})")
+if info["errors"]:
+    st.dataframe([{"file": p, "error": e} for p, e in info["errors"]], hide_index=True)
+else:
+    st.caption("None: every file decoded.")

@@ -1,0 +1,3 @@
+from organizer.cli import main
+
+main()

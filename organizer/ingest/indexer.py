@@ -1,0 +1,532 @@
+"""Indexing: scan a folder, read and decode new files in worker processes, embed in
+batches, write vectors and rows. Reading, computing and writing are separate steps, and a
+file that fails is recorded with its error; it never stops the batch.
+
+Incremental: a file whose size and mtime are unchanged is not read again; a file whose
+content is already known (renamed, moved, copied) reuses its vector and its labels; a
+file that disappeared is marked missing, not forgotten.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import stat
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from organizer.store import Store, StoreError, content_hash, disk_full_guard
+
+FLUSH_EVERY = 512            # images per shard/commit: the unit of progress kept after a crash
+FLUSH_ENV = "ORGANIZER_FLUSH_EVERY"  # override (tests use a small value to interrupt between commits)
+STREAMS_ENV = "ORGANIZER_STREAMS"    # override the number of batches embedded at once
+TASK_FILES = 16              # files per worker task
+CACHE_DIR = "cache"          # under the store: the ONNX export of the backbone (a cache, rebuildable)
+NICE_WORKERS = 5             # decode processes run below the embedding process (see _init_worker)
+MISSING_REFUSE_FRACTION = 0.5
+ENGINES = ("local", "ray")
+
+
+def flush_every() -> int:
+    raw = os.environ.get(FLUSH_ENV, "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else FLUSH_EVERY
+
+
+class IndexingError(StoreError):
+    pass
+
+
+@dataclass
+class IndexReport:
+    backbone: str = ""
+    runtime: str = ""        # what ran the network (onnxruntime, torch-bf16, torch), when something was embedded
+    scanned: int = 0
+    unchanged: int = 0
+    reused: int = 0          # new paths whose content was already embedded (renames, copies)
+    embedded: int = 0
+    errors: int = 0
+    missing: int = 0
+    healed: int = 0          # images whose vector file was damaged, re-embedded from their files
+    seconds: float = 0.0
+    error_files: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.scanned} files: {self.embedded} embedded, {self.reused} reused, {self.unchanged} unchanged, "
+                f"{self.errors} failed, {self.missing} missing ({self.seconds:.1f}s, backbone {self.backbone}"
+                + (f" on {self.runtime})" if self.runtime else ")")
+                + (f"; {self.healed} images had a damaged vector file and were re-read" if self.healed else ""))
+
+
+# -- scanning -------------------------------------------------------------------------
+def scan(root: Path, *, follow_links: bool = False, exclude: Path | None = None) -> Iterator[tuple[str, int, int]]:
+    """Yield (relative path, size, mtime_ns) of files with a supported extension.
+
+    Symlinks are skipped unless `follow_links`; then they are followed wherever they lead
+    (also out of `root`: that is what asking means), but every directory is entered once (by
+    device and inode), so link loops terminate. The real tree is walked before any linked
+    directory, so a file reachable both ways keeps its real path. Broken links are skipped.
+    Names are yielded as the OS gives them (see `escape_name` for those not valid UTF-8)."""
+    from organizer.ingest.decode import SUPPORTED_EXTENSIONS
+
+    root = root.resolve()
+    seen_dirs: set[tuple[int, int]] = set()
+    if exclude is not None:
+        try:
+            st = exclude.stat()
+            seen_dirs.add((st.st_dev, st.st_ino))  # never index the store, however it is reached
+        except OSError:
+            pass
+    stack, linked = [(root, "")], []
+    while stack or linked:
+        folder, rel_dir = stack.pop() if stack else linked.pop(0)
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = rel_dir + entry.name
+            try:
+                is_link = entry.is_symlink()
+                if is_link and not follow_links:
+                    continue
+                if entry.is_dir(follow_symlinks=True):
+                    (linked if is_link else stack).append((Path(entry.path), rel + "/"))
+                    continue
+                if os.path.splitext(entry.name)[1].lower() not in SUPPORTED_EXTENSIONS:
+                    continue
+                st = entry.stat(follow_symlinks=True)
+            except OSError:
+                continue  # broken link or vanished file
+            if not stat_is_file(st):
+                continue
+            yield rel, st.st_size, st.st_mtime_ns
+
+
+def stat_is_file(st: os.stat_result) -> bool:
+    return stat.S_ISREG(st.st_mode)  # not a FIFO or device named .jpg (reading one would block)
+
+
+BAD_NAME_ERROR = ("file name is not valid UTF-8, so it cannot be stored or typed back; rename it "
+                  "(e.g. with convmv) and run `organizer index` again")
+
+
+def escape_name(rel: str) -> str:
+    """`rel` itself when it is valid UTF-8, else a printable form with the undecodable bytes
+    as \\xNN. SQLite TEXT must be UTF-8, and a name that cannot be typed back cannot be labeled
+    by path, so such a file is recorded as an error under this form, asking for a rename."""
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:
+        return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
+# -- reading and decoding (runs in worker processes) ---------------------------------
+_KNOWN: set[str] = set()
+
+
+def _init_worker(known: set[str]) -> None:
+    global _KNOWN
+    _KNOWN = known
+    try:  # decoding yields to inference: the embedding step is what everything waits on
+        os.nice(NICE_WORKERS)
+    except OSError:
+        pass
+
+
+def read_files(root: str, rels: list[str], preprocess, thumb_size: int, max_pixels: int | None,
+               known=None) -> list[dict]:
+    """Hash, decode, crop and thumbnail files. Pixels travel back as uint8 crops
+    (`Preprocess.crop`): a quarter of the bytes of float32, normalised later per batch.
+    known: content hashes already embedded (anything with `in`; default: the worker's set)."""
+    from organizer.ingest.decode import DecodeError, decode_image, make_thumbnail
+
+    known = _KNOWN if known is None else known
+    out = []
+    for rel in rels:
+        item: dict = {"path": rel}
+        try:
+            data = Path(root, rel).read_bytes()
+        except OSError as e:
+            item["error"] = f"cannot read {rel}: {e.strerror or e}"
+            out.append(item)
+            continue
+        item["hash"] = content_hash(data)
+        if item["hash"] in known:
+            out.append(item)
+            continue
+        try:
+            decoded = decode_image(data, name=rel, min_side=max(preprocess.size, thumb_size), max_pixels=max_pixels)
+            item["pixels"] = preprocess.crop(decoded.image)
+            item["thumb"] = make_thumbnail(decoded.image, thumb_size)
+            item.update(width=decoded.width, height=decoded.height, format=decoded.format)
+        except DecodeError as e:
+            item["error"] = str(e)
+        except Exception as e:  # a decoder bug must not stop the batch either
+            item["error"] = f"{rel}: {type(e).__name__}: {e}"
+        out.append(item)
+    return out
+
+
+# -- the pipeline ----------------------------------------------------------------------
+STALE_TEMP_SECONDS = 600
+_PID_TEMP = re.compile(r"\.(\d+)(?:\.json)?\.tmp$")  # what embed.runtime writes before its renames
+
+
+def remove_stale_temps(folder: Path, *, min_age: float = STALE_TEMP_SECONDS) -> int:
+    """Delete `NAME.<pid>.tmp` files of an ONNX export that was killed (each as large as the
+    network). Only when that process is gone and the file has not changed for `min_age`
+    seconds: an export running now (another command, another machine sharing the store) keeps
+    its file, and losing it would mark ONNX as failed for this store."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    now = time.time()
+    for entry in entries:
+        m = _PID_TEMP.search(entry.name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # that process still runs
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError, ValueError):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime >= min_age:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+class StoreLock:
+    """One indexer per store at a time (readers are never blocked)."""
+
+    def __init__(self, store: Store):
+        self.path = store.root / "index.lock"
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise IndexingError("another `organizer index` is running on this store; wait for it to finish") from None
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def check_folder(store: Store, folder: Path) -> Path:
+    if not folder.exists():
+        raise IndexingError(f"folder not found: {folder}")
+    if not folder.is_dir():
+        raise IndexingError(f"not a folder: {folder}")
+    folder = folder.resolve()
+    if store.root == folder or folder in store.root.parents:
+        raise IndexingError(f"the store {store.root} is inside the image folder {folder}; organizer never writes "
+                          "there: put the store elsewhere with --store")
+    known = store.library_root
+    if known is not None and known != folder:
+        raise IndexingError(f"this store indexes {known}, not {folder}: use another --store for a second library")
+    return folder
+
+
+def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "auto", workers: int | None = None,
+                 batch_size: int = 32, allow_missing: bool = False, follow_links: bool = False,
+                 max_pixels: int | None = None, thumb_size: int = 256,
+                 progress: Callable[[int, int], None] | None = None, engine: str = "local",
+                 ray_address: str | None = None) -> IndexReport:
+    """engine: "local" (decode processes + inference threads here) or "ray" (decode and embed on
+    a Ray cluster's actors, see engine_ray.py). Either way this process alone writes the store."""
+    from organizer.embed import get_embedder
+    from organizer.embed.registry import canonical
+    from organizer.store.vectors import heal_shards, remove_orphans
+
+    started = time.time()
+    report = IndexReport()
+    if engine not in ENGINES:
+        raise IndexingError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    root = check_folder(store, Path(folder).expanduser())
+    produce = produce_local
+    if engine == "ray":
+        from organizer.engine_ray import ray_producer
+
+        produce = ray_producer(ray_address)  # joins (or starts) the cluster now: a wrong address fails first
+    with StoreLock(store), disk_full_guard(store, "the store"):
+        remove_orphans(store)
+        remove_stale_temps(store.root / CACHE_DIR / "onnx")
+        healed = heal_shards(store)  # a missing or truncated shard: its images are read again below
+        known_files = store.files_by_path()
+        seen: dict[str, tuple[int, int]] = {}
+        bad_names: set[str] = set()
+        for rel, size, mtime in scan(root, follow_links=follow_links, exclude=store.root):
+            safe = escape_name(rel)
+            if safe != rel:
+                bad_names.add(safe)
+            seen[safe] = (size, mtime)
+        report.scanned = len(seen)
+        present_before = [p for p, f in known_files.items() if f.status == "ok"]
+        vanished = [p for p in present_before if p not in seen]
+        if present_before and len(vanished) > MISSING_REFUSE_FRACTION * len(present_before) and not allow_missing:
+            raise IndexingError(f"{len(vanished)} of {len(present_before)} indexed files are gone from {root} "
+                              "(unmounted or emptied folder?); nothing was changed. Re-run with --allow-missing "
+                              "if they were really removed.")
+        if not seen and not known_files:
+            raise IndexingError(f"no images found in {root} (supported: jpg, png, webp, bmp, gif, tiff)")
+
+        to_read = []
+        for rel, (size, mtime) in seen.items():
+            old = known_files.get(rel)
+            if old and old.size == size and old.mtime_ns == mtime and old.status in ("ok", "error"):
+                report.unchanged += 1
+            else:
+                to_read.append(rel)
+
+        embedder = None
+        if to_read or store.backbone is None:  # an unchanged library never loads a network
+            embedder = get_embedder(backbone, store_backbone=store.backbone, cache_dir=store.root / CACHE_DIR)
+        elif backbone != "auto" and canonical(backbone) != store.backbone:
+            get_embedder(backbone, store_backbone=store.backbone)  # raises the mismatch error
+        report.backbone = embedder.name if embedder else store.backbone
+        with store.transaction():
+            if store.backbone is None:
+                store.set_meta("backbone", embedder.name)
+                store.set_meta("dim", str(embedder.dim))
+            store.set_meta("library_root", str(root))
+            now = time.time()
+            store.db.executemany("UPDATE files SET status='missing', last_seen=? WHERE path=? AND status!='missing'",
+                                 [(now, p) for p in known_files if p not in seen])
+        report.missing = sum(1 for p, f in known_files.items() if p not in seen)
+
+        if to_read:
+            _run_pipeline(store, root, to_read, seen, embedder, report, workers=workers, batch_size=batch_size,
+                          max_pixels=max_pixels, thumb_size=thumb_size, progress=progress, bad_names=bad_names,
+                          previous={p: f.image_id for p, f in known_files.items()}, produce=produce)
+        report.healed = healed
+    report.errors = store.counts()["error"]
+    report.error_files = [(r[0], r[1]) for r in store.db.execute(
+        "SELECT path, error FROM files WHERE status='error' ORDER BY path")]
+    report.seconds = time.time() - started
+    if embedder is not None and report.embedded and not report.runtime:
+        report.runtime = embedder.runtime
+    return report
+
+
+def _run_pipeline(store, root, to_read, seen, embedder, report, *, workers, batch_size, max_pixels, thumb_size,
+                  progress, bad_names=frozenset(), previous=None, produce=None):
+    """Feed what `produce` reads (and maybe embeds) to the sink, which writes the store.
+
+    produce(root, rels, embedder, known, workers=, max_pixels=, thumb_size=, report=) yields
+    lists of items as `read_files` makes them; an item may also carry its "vector" and "norm"
+    (an engine that embeds where it decodes), and then the sink only writes it."""
+    produce = produce or produce_local
+    unreadable = [{"path": rel, "error": f"{rel}: {BAD_NAME_ERROR}"} for rel in to_read if rel in bad_names]
+    to_read = [rel for rel in to_read if rel not in bad_names]
+    streams = inference_streams(workers or default_workers())
+    done = 0
+    with _Sink(store, embedder, seen, report, batch_size, streams, previous or {}) as sink:
+        sink.add(unreadable)
+        items_stream = produce(root, to_read, embedder, sink.known, workers=workers, max_pixels=max_pixels,
+                               thumb_size=thumb_size, report=report)
+        try:
+            for items in items_stream:
+                sink.add(items)
+                done += len(items)
+                if progress:
+                    progress(done, len(to_read))
+        finally:
+            items_stream.close()  # stops the engine's workers before the sink lets go
+        sink.flush()
+
+
+def produce_local(root, to_read, embedder, known, *, workers, max_pixels, thumb_size, report=None):
+    """The local engine's reading step: decode processes here; the sink embeds on threads."""
+    import multiprocessing as mp
+
+    n_workers = workers or default_workers()
+    if hasattr(embedder, "use_threads") and not os.environ.get("ORGANIZER_THREADS"):
+        # Throughput comes from independent streams, not from threads inside one operator: those
+        # wait for each other at every operator, so one thread preempted by a decoder (or any
+        # other program) stalls them all.
+        embedder.use_threads(1)
+    tasks = [to_read[i:i + TASK_FILES] for i in range(0, len(to_read), TASK_FILES)]
+    window = max(4, 2 * n_workers)  # bounded read-ahead keeps memory flat
+    with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(known,)) as pool:
+        futures: list[Future] = []
+        next_task = 0
+        while next_task < len(tasks) or futures:
+            while next_task < len(tasks) and len(futures) < window:
+                futures.append(pool.submit(read_files, str(root), tasks[next_task], embedder.preprocess,
+                                           thumb_size, max_pixels))
+                next_task += 1
+            yield futures.pop(0).result()
+
+
+def default_workers() -> int:
+    """Decode processes: half the cores, at least 2, at most 8."""
+    return min(8, max(2, (os.cpu_count() or 2) // 2))
+
+
+def inference_streams(n_workers: int) -> int:
+    """Batches embedded at once, each on one thread: the cores the decoders leave, at least 2.
+
+    On 2 cores this is 2 decoders and 2 streams. Decoders run niced, so inference comes first
+    and decoding fills the time it leaves; small photos keep both cores on inference, 12 MP
+    JPEGs shift them to decoding. Measured against one stream of 1 or 2 intra-op threads and
+    against 1 decoder: see benchmarks/README.md."""
+    raw = os.environ.get(STREAMS_ENV, "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    return min(8, max(2, (os.cpu_count() or 2) - n_workers))
+
+
+class _Sink:
+    """Embeds decoded images batch by batch as they arrive and commits every FLUSH_EVERY.
+    Batches run on `streams` threads (ONNX Runtime and PyTorch release the GIL), at most
+    `streams` + 1 batches of pixels exist at once, and at most FLUSH_EVERY vectors and
+    thumbnails wait for a commit.
+
+    A commit is one shard plus, in one transaction, the image rows and the file rows of every
+    file read since the previous commit, so an interrupted run resumes at the last commit."""
+
+    def __init__(self, store: Store, embedder, seen, report: IndexReport, batch_size: int, streams: int = 1,
+                 previous: dict[str, str | None] | None = None):
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.store, self.embedder, self.seen, self.report = store, embedder, seen, report
+        self.previous = previous or {}             # path -> image it pointed at before this run
+        self.flush_every = flush_every()
+        self.batch_size = min(batch_size, self.flush_every)  # a commit never waits for more than it holds
+        self.streams = max(1, streams)
+        self.pool = ThreadPoolExecutor(self.streams, thread_name_prefix="embed")
+        self.inflight: deque = deque()             # (items, future of (vectors, norms)) in submission order
+        self.known = store.embedded_image_ids()    # committed vectors
+        self.files: list[dict] = []                # file rows waiting for the next commit
+        self.waiting: list[dict] = []              # decoded, not yet submitted
+        self.fresh: dict[str, dict] = {}           # hash -> item embedded (or on its way) since the last commit
+        self.vectors: list[np.ndarray] = []
+        self.norms: list[np.ndarray] = []
+        self.order: list[str] = []                 # hashes in self.vectors' row order
+
+    def __enter__(self) -> "_Sink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for _, fut in self.inflight:
+            fut.cancel()
+        self.pool.shutdown(wait=True)
+
+    def add(self, items: list[dict]) -> None:
+        # Item by item, not task by task: a commit holds at most FLUSH_EVERY new vectors even
+        # when that is smaller than a worker task (TASK_FILES).
+        for it in items:
+            self.files.append(it)
+            if "vector" in it:  # embedded where it was decoded (Ray engine): only written here
+                vector, norm = it.pop("vector"), it.pop("norm")
+                if it["hash"] not in self.known and it["hash"] not in self.fresh:
+                    self.fresh[it["hash"]] = it
+                    self.vectors.append(np.asarray(vector, np.float32)[None])
+                    self.norms.append(np.asarray([norm], np.float32))
+                    self.order.append(it["hash"])
+                else:
+                    it.pop("thumb", None)
+            elif "pixels" in it and it["hash"] not in self.known and it["hash"] not in self.fresh:
+                self.fresh[it["hash"]] = it
+                self.waiting.append(it)
+                if len(self.waiting) >= self.batch_size:
+                    self._embed(self.batch_size)
+            else:
+                it.pop("pixels", None)
+                it.pop("thumb", None)
+            # Renames and copies carry no pixels: commit them now and then too, so a crash loses little.
+            if len(self.order) + self.batch_size * len(self.inflight) >= self.flush_every \
+                    or len(self.files) >= 8 * self.flush_every:
+                self.flush()
+
+    def _embed(self, n: int) -> None:
+        batch, self.waiting = self.waiting[:n], self.waiting[n:]
+        crops = [it.pop("pixels") for it in batch]
+        self.inflight.append((batch, self.pool.submit(self._run, crops)))
+        while len(self.inflight) > self.streams:
+            self._collect()
+
+    def _run(self, crops: list[np.ndarray]):
+        return self.embedder.embed_arrays(self.embedder.preprocess.normalize(np.stack(crops)))
+
+    def _collect(self) -> None:
+        batch, fut = self.inflight.popleft()
+        v, norms = fut.result()
+        self.vectors.append(v)
+        self.norms.append(norms)
+        self.order.extend(it["hash"] for it in batch)
+
+    def flush(self) -> None:
+        from organizer.store.vectors import write_shard
+
+        while self.waiting:
+            self._embed(self.batch_size)
+        while self.inflight:
+            self._collect()
+        if not self.files:
+            return
+        store, report = self.store, self.report
+        norms = np.concatenate(self.norms) if self.order else np.zeros(0)
+        now = time.time()
+        with store.transaction():
+            # The shard's row commits with the rows that use it: a crash before COMMIT leaves at
+            # most a shard file nothing records (removed by the next run), never a recorded
+            # shard that no image points at.
+            shard = write_shard(store, np.concatenate(self.vectors)) if self.order else None
+            store.db.executemany(
+                "INSERT INTO images(id, width, height, format, shard, shard_row, feature_norm, thumbnail, created_at) "
+                "VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET shard=excluded.shard, "
+                "shard_row=excluded.shard_row, feature_norm=excluded.feature_norm, thumbnail=excluded.thumbnail",
+                [(h, it["width"], it["height"], it["format"], shard, row, float(norms[row]), it["thumb"], now)
+                 for row, (h, it) in enumerate((h, self.fresh[h]) for h in self.order)])
+            rows = []
+            for it in self.files:
+                size, mtime = self.seen[it["path"]]
+                if "error" in it:
+                    rows.append((it["path"], it.get("hash"), size, mtime, "error", it["error"], now))
+                    continue
+                rows.append((it["path"], it["hash"], size, mtime, "ok", None, now))
+                if self.fresh.get(it["hash"]) is it:
+                    continue  # counted as embedded
+                # Not embedded by this file: a copy or rename of known content (or of a file
+                # embedded a moment ago in this run), unless the path already held exactly this
+                # content (touched, or back after going missing): then nothing changed.
+                if self.previous.get(it["path"]) == it["hash"]:
+                    report.unchanged += 1
+                else:
+                    report.reused += 1
+            store.db.executemany(
+                "INSERT INTO files(path, image_id, size, mtime_ns, status, error, last_seen) VALUES(?,?,?,?,?,?,?) "
+                "ON CONFLICT(path) DO UPDATE SET image_id=excluded.image_id, size=excluded.size, "
+                "mtime_ns=excluded.mtime_ns, status=excluded.status, error=excluded.error, "
+                "last_seen=excluded.last_seen", rows)
+            if self.order:
+                store.bump_version()
+        report.embedded += len(self.order)
+        self.known.update(self.order)
+        self.files, self.fresh, self.vectors, self.norms, self.order = [], {}, [], [], []

@@ -1,0 +1,1 @@
+"""Learning from names: the classifier and its file format, calibration, versions, review, label issues, tags, explanations."""
