@@ -13,23 +13,7 @@ max_iter=1000) on the named vectors predicts every image; accuracy over all imag
 on HDBSCAN's core members of the named clusters. Several --sim-seeds are averaged
 because 12-member looks are noisy.
 
-Measured with the defaults (EfficientNet-Lite0 vectors, clustering seed 0, sim seeds
-0,1,2 averaged, 2 shared CPU cores; time = cluster_vectors only):
-
-  data (n)                    clusters noise before->after  NMI   ARI   actions  acc   time
-  caltech101-8 (2463)            8      0.00 -> 0.00       0.99  1.00     8    0.998   25-50s
-  caltech, 2000 random           10     0.02 -> 0.00       0.91  0.81    10    0.999   32s
-  caltech, 20/class (160)        8      0.00 -> 0.00       0.99  0.99     8    0.994   18s
-  caltech, max_fit=1000          8      0.00 -> 0.00       0.99  1.00     8    0.997   17s
-  cifar10-test (10000)           14     0.60 -> 0.003      0.40  0.26    14    0.453   57-80s
-    seeds 1 / 2                  13/13  0.64/0.68 -> ~0.005 0.40  0.28    13    0.409/0.487
-    no placement (threshold 1.01) 14    0.60 -> 0.60       0.43  0.15    14    0.487
-  cifar, 2000 random             17     0.63 -> 0.01       0.40  0.25    17    0.441   19s
-  cifar, max_fit=3000            17     0.67 -> 0.01       0.38  0.23    17    0.470
-
-cifar stays below 0.60 with <= 15 clusters: the features' 10-NN class agreement is only
-0.57, so every density cluster at that granularity mixes ship/airplane, truck/automobile,
-deer/horse; leaf clusters only reach 0.60 at ~40-70 clusters (see the report).
+Measured figures: benchmarks/README.md ("Cluster quality from saved vectors").
 """
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def prepare(dataset: Path, work: Path, sample: int, seed: int) -> tuple[Path, li
 
 
 def quality(store: Path, held: list[str], dataset: Path, seed: int) -> dict:
-    from organizer.learn.classify import load_model
+    from organizer.learn.model import load_model
     from organizer.ingest.decode import decode_image
     from organizer.learn.explain import Explainer
     from organizer.learn.explain_check import deletion_test
@@ -119,7 +119,7 @@ def clip_case(model_name: str, dataset: Path, held: list[str], n: int, work: Pat
     import torch
     from safetensors.torch import save_file
 
-    from organizer.learn.classify import LinearModel
+    from organizer.learn.model import LinearModel
     from organizer.ingest.decode import decode_image
     from organizer.embed import get_embedder
     from organizer.learn.explain import Explainer

@@ -202,7 +202,7 @@ class EmbedActor:
             self.embed = embedder.embed_arrays
 
     def __call__(self, batch: dict) -> dict:
-        from organizer.ingest.indexer import read_files
+        from organizer.ingest.read import read_files
 
         items = read_files(self.root, [str(p) for p in batch["path"]], self.preprocess, self.thumb_size,
                            self.max_pixels, known=self.known)
@@ -227,7 +227,7 @@ class EmbedActor:
 
 
 def _items(batch: dict) -> list[dict]:
-    """A result block back into the items the sink takes (see indexer.read_files)."""
+    """A result block back into the items the sink takes (see ingest/read.py)."""
     out = []
     for i in range(len(batch["path"])):
         it: dict = {"path": str(batch["path"][i])}
@@ -305,11 +305,11 @@ def _predict_task(model, ids, vectors):
 
 
 def predict_store_ray(store: Store, *, address: str | None = None, workers: int | None = None) -> int:
-    """`classify.predict_store` as Ray tasks, one per vector shard: the same rows, replaced in
+    """`model.predict_store` as Ray tasks, one per vector shard: the same rows, replaced in
     one transaction; at most 2 x workers shards are in flight."""
     import time
 
-    from organizer.learn.classify import load_model
+    from organizer.learn.model import load_model
     from organizer.store.vectors import load_vectors
 
     ray = _ray()

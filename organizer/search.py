@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from organizer.store import Store
+from organizer.store import Store, replace_file
 
 INDEX_NAME = "index.faiss"
 FLAT_MAX_CELLS = 25_000_000       # vectors x dim: 50k x 512 or 20k x 1280 stay exact
@@ -198,7 +198,7 @@ def save_index(store: Store, index, tuning: dict | None = None) -> None:
                     f.flush()
                     os.fsync(f.fileno())
             for tmp, _, final in temps:
-                os.replace(tmp, final)
+                replace_file(tmp, final)
     except BaseException:
         for tmp, _, _ in temps:
             tmp.unlink(missing_ok=True)

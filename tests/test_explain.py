@@ -106,7 +106,7 @@ def test_cache_follows_the_model(trained, tmp_path):
     again = lib.explain(image_id)
     assert not first.cached and again.cached and np.array_equal(first.heatmap, again.heatmap)
     # the prediction and the map come from one function: the stored vector's probability agrees
-    from organizer.learn.classify import load_model
+    from organizer.learn.model import load_model
     from organizer.store.vectors import load_vectors
 
     stored = load_model(lib.store).predict_proba(load_vectors(lib.store, [image_id])[1])[0]
@@ -128,7 +128,7 @@ def test_cache_follows_the_model(trained, tmp_path):
 def test_deletion_test_on_sample_data_with_controls(trained):
     """Blanking the map's top 20% must hurt the predicted label more than 20% at random, and more
     than the top 20% of another label's map (a check that could come out the other way)."""
-    from organizer.learn.classify import load_model
+    from organizer.learn.model import load_model
     from organizer.ingest.decode import decode_image
     from organizer.learn.explain import Explainer
     from organizer.learn.explain_check import deletion_test
@@ -168,7 +168,7 @@ def vit(tmp_path_factory):
 
 def test_clip_vit_path_runs_on_a_random_checkpoint(vit):
     """Random weights: only shapes, ranges and agreement with the prediction path are checked."""
-    from organizer.learn.classify import LinearModel
+    from organizer.learn.model import LinearModel
     from organizer.embed import l2_normalize
     from organizer.learn.explain import Explainer, target_layer
     from organizer.learn.explain_check import deletion_test

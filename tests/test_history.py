@@ -5,8 +5,6 @@ from __future__ import annotations
 import sqlite3
 
 from support import run_cli
-
-from organizer import curation
 from organizer.library import Library
 from organizer.store import SCHEMA_VERSION, Store
 
@@ -31,14 +29,14 @@ def test_every_app_change_undoes_in_order(store_copy):
     a, b, c = real[:3]
     path = store.primary_paths()[lib.cluster_members(c)[0]]
     steps = [
-        ("name", lambda: curation.name_cluster(lib, a, "alpha")),
-        ("name", lambda: curation.name_cluster(lib, b, "beta")),
-        ("rename", lambda: curation.name_cluster(lib, a, "alpha two")),
-        ("move", lambda: curation.move_to_cluster(store, lib.cluster_members(b)[:3], a)),
-        ("drop", lambda: curation.drop_to_unsorted(store, lib.cluster_members(a)[:2])),
+        ("name", lambda: lib.name_cluster(a, "alpha")),
+        ("name", lambda: lib.name_cluster(b, "beta")),
+        ("rename", lambda: lib.name_cluster(a, "alpha two")),
+        ("move", lambda: lib.move_to_cluster(lib.cluster_members(b)[:3], a)),
+        ("drop", lambda: lib.drop_to_unsorted(lib.cluster_members(a)[:2])),
         ("label", lambda: lib.label([path], "by hand")),
-        ("merge", lambda: curation.merge_clusters(store, [a, b])),
-        ("split", lambda: curation.split_cluster(lib, a if a in {i.id for i in lib.clusters()} else b)),
+        ("merge", lambda: lib.merge_clusters([a, b])),
+        ("split", lambda: lib.split_cluster(a if a in {i.id for i in lib.clusters()} else b)),
         ("regroup", lambda: lib.cluster(seed=1)),
     ]
     first = [e.id for e in lib.history(None)]  # the fixture's own `organizer cluster` is an entry too

@@ -67,7 +67,7 @@ def test_new_class_from_a_person_becomes_current(named_lib):
 
 
 def test_review_queue_json(named_lib, store_copy):
-    from organizer.learn.classify import predict_store
+    from organizer.learn.model import predict_store
 
     named_lib.train()
     predict_store(named_lib.store)
@@ -78,7 +78,7 @@ def test_review_queue_json(named_lib, store_copy):
         assert 0.0 <= it["confidence"] <= 1.0 and not it["path"].startswith("/")
     # answers a person gave are never asked again
     named_lib.label([it["path"] for it in items[:3]], "watch")
-    again = {it["path"] for it in named_lib.review(50)}
+    again = {it.path for it in named_lib.review(50)}
     assert not again & {it["path"] for it in items[:3]}
     rand = json.loads(run_cli("review", "--store", store_copy, "--limit", "4", "--json", "--strategy", "random").stdout)
     assert len(rand) == 4
@@ -96,15 +96,15 @@ def test_wrongly_named_cluster_surfaces(store_copy):
     assert len(wrong) >= 15
     lib.label(["watch/image_0003.jpg"], "Motorbikes")  # a person's slip
     issues = lib.label_issues()
-    ranked = [r["image_id"] for r in issues]
+    ranked = [r.image_id for r in issues]
     # two equally large modes of "airplanes" (which one is wrong is a coin toss): both surface first
     top = ranked[: 2 * len(wrong) + 2]
     assert len(wrong & set(top)) >= 0.9 * len(wrong)
-    assert all(truth(r["path"]) in ("ketch", "airplanes") for r in issues[:2 * len(wrong)] if r["label"] == "airplanes")
-    slip = [k for k, r in enumerate(issues) if r["path"] == "watch/image_0003.jpg"]
-    assert slip and issues[slip[0]]["suggested"] == "watch"
-    untouched = [r for r in issues if r["label"] not in ("airplanes", "Motorbikes")]
-    assert sum(r["image_id"] in top for r in untouched) <= 2
+    assert all(truth(r.path) in ("ketch", "airplanes") for r in issues[:2 * len(wrong)] if r.label == "airplanes")
+    slip = [k for k, r in enumerate(issues) if r.path == "watch/image_0003.jpg"]
+    assert slip and issues[slip[0]].suggested == "watch"
+    untouched = [r for r in issues if r.label not in ("airplanes", "Motorbikes")]
+    assert sum(r.image_id in top for r in untouched) <= 2
     lib.close()
 
 
@@ -118,12 +118,12 @@ def test_look_alike_cluster_with_a_wrong_name_is_asked_about(store_copy):
     wrong = {i for top, name, ids, _ in named.values() if top != name for i in ids}
     assert len(wrong) >= 10
     issues = lib.label_issues(everything=True)
-    flagged = {r["image_id"]: r for r in issues if r["score"] > 0}
+    flagged = {r.image_id: r for r in issues if r.score > 0}
     assert wrong <= set(flagged)
-    assert any("apart from the rest" in flagged[i]["reason"] or "separate mode" in flagged[i]["reason"]
+    assert any("apart from the rest" in flagged[i].reason or "separate mode" in flagged[i].reason
                for i in wrong)
-    single_group = [r["score"] for r in issues if r["label"] != "bonsai"]
-    assert min(flagged[i]["score"] for i in wrong) > np.median(single_group)
+    single_group = [r.score for r in issues if r.label != "bonsai"]
+    assert min(flagged[i].score for i in wrong) > np.median(single_group)
     lib.close()
 
 

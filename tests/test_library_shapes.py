@@ -131,7 +131,6 @@ def test_tree_from_hdbscan_rows_cover_the_fit():
 def test_naming_a_parent_and_splitting_along_the_tree(store_copy):
     """On sample_data: a parent node names every member no person named otherwise; a cluster with
     sub-groups splits into exactly them, without re-clustering."""
-    from organizer.curation import split_cluster
     from organizer.library import Library
 
     lib = Library(store_copy)
@@ -151,6 +150,6 @@ def test_naming_a_parent_and_splitting_along_the_tree(store_copy):
     flat = [c for c in lib.clusters(samples=0, tree=True) if c.level == "group" and len(c.children) >= 2]
     if flat:
         c = flat[0]
-        parts = split_cluster(lib, c.id)
+        parts = lib.split_cluster(c.id)
         assert sorted(parts) == sorted(c.children)
     lib.close()

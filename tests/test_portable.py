@@ -70,7 +70,7 @@ def test_every_probability_matches_and_preprocessing_matters(exported):
     import onnxruntime as ort
     from PIL import Image
 
-    from organizer.learn.classify import load_model
+    from organizer.learn.model import load_model
     from organizer.embed import Preprocess
     from organizer.export.portable import load_pixels
     from organizer.store import Store

@@ -10,8 +10,7 @@ import sqlite3
 import streamlit as st
 
 from organizer.app import common
-from organizer import curation
-from organizer.store import StoreError
+from organizer.library import StoreError
 
 st.set_page_config(page_title="organizer", page_icon=":material/photo_library:", layout="wide")
 st.set_option("client.toolbarMode", "viewer")  # no "Deploy"/"Clear cache" for people organizing photos
@@ -36,24 +35,24 @@ def image_panel() -> None:
     if value is None:
         return
     try:
-        info = curation.image_info(lib.store, value)
+        info = lib.image_info(value)
     except StoreError as e:
         st.error(f"Refused the image parameter: {e}.")
         return
     with st.container(border=True):
         left, right = st.columns([1, 3])
-        thumb = curation.thumbnails(lib.store, [info["id"]]).get(info["id"])
+        thumb = lib.thumbnails([info.id]).get(info.id)
         if thumb:
             left.image(thumb, width="stretch")
-        right.markdown(f"**{info['path']}**  \n{info['width']}×{info['height']} {info['format']}  \n"
-                       f"cluster: {info['cluster'] if info['cluster'] >= 0 else 'unsorted'}  \n"
-                       f"name: {info['label'] or '—'}  \n"
-                       f"predicted: {info['predicted'] or '—'}"
-                       + (f" ({info['confidence']:.0%})" if info["confidence"] is not None else ""))
+        right.markdown(f"**{info.path}**  \n{info.width}×{info.height} {info.format}  \n"
+                       f"cluster: {info.cluster if info.cluster >= 0 else 'unsorted'}  \n"
+                       f"name: {info.label or '—'}  \n"
+                       f"predicted: {info.predicted or '—'}"
+                       + (f" ({common.confidence_text(info.confidence)})" if info.confidence is not None else ""))
         with right.container(horizontal=True):
             if st.button("Find similar images", key="similar-image"):
                 st.session_state["search:mode"] = "An image of the library"
-                st.session_state["search:like"] = info["id"]
+                st.session_state["search:like"] = info.id
                 _close_image()
                 st.switch_page("views/search.py")
             st.button("Close", on_click=_close_image, key="close-image")
@@ -83,7 +82,7 @@ def history_panel() -> None:
 
 
 def navigation():
-    has_images = lib.store.counts()["images"] > 0  # an empty store opens on Library, to index a folder
+    has_images = lib.counts()["images"] > 0  # an empty store opens on Library, to index a folder
     return st.navigation([
         st.Page("views/library.py", title="Library", icon=":material/photo_library:", default=not has_images),
         st.Page("views/clusters.py", title="Clusters", icon=":material/category:", default=has_images),
@@ -100,7 +99,7 @@ with common.run_lock():
     page = navigation()
     if st.query_params.get("cluster") is not None:
         try:
-            curation.check_cluster_id(lib.store, st.query_params["cluster"])
+            lib.check_cluster_id(st.query_params["cluster"])
         except StoreError as e:
             st.error(f"Refused the cluster parameter: {e}.")
             del st.query_params["cluster"]

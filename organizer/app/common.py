@@ -1,6 +1,6 @@
 """Shared pieces of the app: the cached Library, thumbnail grids with selection, messages.
 
-Pages stay thin: they lay out widgets and call `organizer` (Library and curation)."""
+Pages stay thin: they lay out widgets and call `Library`, the one API."""
 from __future__ import annotations
 
 import os
@@ -11,9 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from organizer import curation
-from organizer.library import Library
-from organizer.store import StoreError, default_store_dir
+from organizer.library import Library, StoreError, default_store_dir
 
 GRID_COLUMNS = 6
 PAGE_SIZE = 48
@@ -54,7 +52,7 @@ def _embedder(path: str, backbone: str):
 
 def embedder():
     lib = library()
-    return _embedder(store_dir(), lib.store.backbone or "")
+    return _embedder(store_dir(), lib.backbone or "")
 
 
 # -- messages that survive the rerun a button causes, shown next to the action ------------------
@@ -144,7 +142,7 @@ def grid(ids: list[str], *, key: str | None = None, captions: dict[str, str] | N
 
     `name` tells two grids of one page apart (without it a second unkeyed grid would reuse
     the first one's element key and Streamlit refuses the page)."""
-    thumbs = curation.thumbnails(library().store, ids)
+    thumbs = library().thumbnails(ids)
     chosen = selection(key) if key else set()
     box = st.container(key=f"grid-{name or key or 'plain'}")  # the key lets app.py's CSS crop these to squares
     for row in range(0, len(ids), columns):
@@ -167,7 +165,7 @@ def grid(ids: list[str], *, key: str | None = None, captions: dict[str, str] | N
 
 def label_picker(key: str, label: str = "Name") -> None:
     """One box: pick a name already in use or type a new one (read it with `picked_name`)."""
-    names = [n for n, _ in curation.label_names(library().store)]
+    names = [n for n, _ in library().label_names()]
     st.selectbox(label, names, index=None, key=f"{key}:name", accept_new_options=True,
                  placeholder="choose a name or type a new one")
 
@@ -175,3 +173,20 @@ def label_picker(key: str, label: str = "Name") -> None:
 def picked_name(key: str) -> str:
     """What `label_picker(key)` holds, read from a callback."""
     return st.session_state.get(f"{key}:name") or ""
+
+
+# -- numbers as a person reads them ------------------------------------------------------------------
+def confidence_text(confidence: float) -> str:
+    """A confidence never rounded up to a certainty it is not (0.997 reads "99.7%", not "100%")."""
+    import math
+
+    if confidence < 0.995:
+        return f"{confidence:.0%}"
+    return f"{math.floor(confidence * 1000) / 10:.1f}%" if confidence < 0.9995 else ">99.9%"
+
+
+def percent_floor(percent: float) -> float:
+    """The confidence a whole-percent floor means: everything shown as at least `percent`% when
+    rounded to a whole percent (0.996 reads "100%", so "≥ 100%" must find it)."""
+    return max(0.0, (float(percent) - 0.5) / 100.0)
+

@@ -4,13 +4,10 @@ Pages call `toggle` and then `image` / `grid`; the maps come from `Library.expla
 caches them per image, label and model (a retrained model never shows an older model's map)."""
 from __future__ import annotations
 
-import io
 
 import streamlit as st
 
 from organizer.app import common
-from organizer import curation
-from organizer.store import StoreError
 
 SIDE = 256  # thumbnails' long side: the map is drawn at the same size
 
@@ -23,19 +20,7 @@ def toggle(key: str, label: str = "Show heatmaps") -> bool:
 
 def overlay(image_id: str, label: str | None = None) -> bytes | None:
     """PNG of the thumbnail with the heatmap of `label` (default: the prediction), or None."""
-    from PIL import Image
-
-    from organizer.learn.explain import overlay_bytes
-
-    lib = common.library()
-    thumb = curation.thumbnails(lib.store, [image_id]).get(image_id)
-    if thumb is None:
-        return None
-    try:
-        e = lib.explain(image_id, label, max_side=SIDE)
-    except StoreError:  # a missing file or an unreadable one: the plain thumbnail stays
-        return None
-    return overlay_bytes(Image.open(io.BytesIO(thumb)), e.heatmap)
+    return common.library().explained_thumbnail(image_id, label, max_side=SIDE)
 
 
 def image(image_id: str, thumb: bytes | None, show: bool, label: str | None = None) -> None:

@@ -1,6 +1,7 @@
 """The core loop's commands: index, cluster, name, label, train, predict, review, search, export, status, ui."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import List, Optional
@@ -35,7 +36,7 @@ def index(folder: str = typer.Argument(..., help="Folder of images (never writte
     if len(report.error_files) > show_errors:
         typer.echo(f"  ... and {len(report.error_files) - show_errors} more (see `organizer status --errors`)", err=True)
     typer.echo(report.summary())
-    if lib.store.counts()["ok"] < 2:
+    if lib.counts()["ok"] < 2:
         typer.echo("note: fewer than two images indexed; add images before clustering or training", err=True)
 
 
@@ -48,8 +49,8 @@ def cluster(store: Optional[str] = StoreOpt,
     lib = open_library(store)
     with stderr_console().status("clustering..."):
         result = lib.cluster(min_cluster_size=min_cluster_size, seed=seed)
-    typer.echo(f"{result['clusters']} clusters over {result['images']} images; "
-               f"{result['unsorted']} unsorted (clustering {result['clustering_id']})")
+    typer.echo(f"{result.clusters} clusters over {result.images} images; "
+               f"{result.unsorted} unsorted (clustering {result.clustering_id})")
     _print_clusters(lib.clusters(samples=3))
 
 
@@ -140,6 +141,7 @@ def train(store: Optional[str] = StoreOpt, threshold: Optional[float] = typer.Op
             typer.echo(f"{c:<{width}}  " + " ".join(f"{v:5d}" for v in row))
     else:
         typer.echo(m.get("note", ""))
+    typer.echo(f"predicted {m['predicted']} images with the current model")
 
 
 @app.command()
@@ -152,8 +154,7 @@ def predict(files: Optional[List[str]] = typer.Argument(None, help="Image files 
     lib = open_library(store)
     if not files:
         n = lib.predict(engine=engine, ray_address=ray_address, workers=workers)
-        counts = dict(lib.store.db.execute("SELECT label, COUNT(*) FROM predictions GROUP BY label ORDER BY 2 DESC"))
-        typer.echo(f"predicted {n} images: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        typer.echo(f"predicted {n} images: " + ", ".join(f"{k} {v}" for k, v in lib.prediction_counts()))
         return
     rows, errors = lib.predict_files(files)
     for f, e in errors:
@@ -176,10 +177,10 @@ def review(store: Optional[str] = StoreOpt, limit: int = typer.Option(20, "--lim
     """Images no person has labeled yet that are worth labeling next."""
     items = open_library(store).review(limit, strategy=strategy)
     if as_json:
-        typer.echo(json.dumps(items, indent=1))
+        typer.echo(json.dumps([dataclasses.asdict(it) for it in items], indent=1))
         return
     for it in items:
-        typer.echo(f"{it['path']}\t{it['predicted']}\t{it['confidence']:.3f}")
+        typer.echo(f"{it.path}\t{it.predicted}\t{it.confidence:.3f}")
 
 
 def _print_hits(hits, as_json):
@@ -248,7 +249,7 @@ def status(store: Optional[str] = StoreOpt, errors: bool = typer.Option(False, "
         metrics = json.loads(model["metrics"])
         typer.echo(f"{'model':>12}: {model['id']} ({model['n_train']} labeled, accuracy {metrics.get('accuracy')})")
     if errors:
-        for path, error in lib.store.db.execute("SELECT path, error FROM files WHERE status='error' ORDER BY path"):
+        for path, error in lib.errors():
             typer.echo(f"{path}: {error}")
 
 
@@ -271,7 +272,11 @@ def ui(store: Optional[str] = StoreOpt, port: int = typer.Option(8501, help="Por
            "--server.port", str(port), "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
            "--browser.gatherUsageStats", "false", "--server.maxUploadSize", "20", "--server.headless", "true", "--client.toolbarMode", "viewer",
            "--", "--store", store_dir]
+    env = {**os.environ, "ORGANIZER_STORE": store_dir}
+    if os.name == "posix":  # become the server: a signal or kill meant for `organizer ui` reaches it, no orphan
+        sys.stdout.flush()
+        os.execve(sys.executable, cmd, env)
     try:
-        raise typer.Exit(subprocess.call(cmd, env={**os.environ, "ORGANIZER_STORE": store_dir}))
+        raise typer.Exit(subprocess.call(cmd, env=env))
     except KeyboardInterrupt:
         raise typer.Exit(0)

@@ -17,10 +17,8 @@ def repair(store: Optional[str] = StoreOpt,
            workers: Optional[int] = typer.Option(None, help="Decode processes for re-embedding."),
            as_json: bool = typer.Option(False, "--json")):
     """Check the store's files; re-embed images of damaged vector files, rebuild caches."""
-    from organizer.ingest.repair import repair as run_repair
-
     lib = open_library(store)
-    result = run_repair(lib.store, workers=workers)
+    result = lib.repair(workers=workers)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=1))
     else:

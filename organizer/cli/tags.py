@@ -26,8 +26,6 @@ def duplicates(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(Fal
                move_to: Optional[str] = typer.Option(
                    None, "--move-to", help="Move every copy but the suggested one into DIR (outside the library).")):
     """Exact and near-duplicate images, in groups, the copy worth keeping first. Nothing is deleted."""
-    from organizer.discover import duplicates as dup
-
     lib = open_library(store)
     kwargs = {}
     if threshold is not None:
@@ -36,12 +34,12 @@ def duplicates(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(Fal
         kwargs["max_hash_distance"] = max_hash_distance
     if max_colour_change is not None:
         kwargs["max_colour_change"] = max_colour_change
-    groups = dup.find_groups(lib.store, **kwargs)
+    groups = lib.duplicates(**kwargs)
     if out:
-        path = dup.write_groups(lib.store, groups, out)
+        path = lib.write_duplicates(groups, out)
         typer.echo(f"wrote {len(groups)} groups to {path}", err=as_json)
     if move_to:
-        report = dup.move_copies(lib.store, groups, move_to)
+        report = lib.move_copies(groups, move_to)
         for path, why in report["skipped"]:
             typer.echo(f"  kept {path}: {why}", err=True)
         typer.echo(f"moved {len(report['moved'])} copies to {move_to}; {len(report['skipped'])} left in place",
@@ -70,17 +68,15 @@ def tag(paths: List[str] = typer.Argument(..., help="Paths relative to the index
         remove: Optional[List[str]] = typer.Option(None, "--remove", help="Tag to remove (repeatable)."),
         store: Optional[str] = StoreOpt):
     """Add or remove tags on images; an image can carry any number of tags besides its label."""
-    from organizer.learn import tags as tg
-
     if not add and not remove:
         fail("say what to do: --add TAG and/or --remove TAG")
     lib = open_library(store)
     ids = list(dict.fromkeys(lib.resolve_paths(paths)))
     if add:
-        n = tg.add_tags(lib.store, ids, add)
+        n = lib.add_tags(ids, add)
         typer.echo(f"added {', '.join(map(repr, add))} to {len(ids)} images ({n} new)")
     if remove:
-        n = tg.remove_tags(lib.store, ids, remove)
+        n = lib.remove_tags(ids, remove)
         typer.echo(f"removed {', '.join(map(repr, remove))}: {n} taggings")
 
 
@@ -88,9 +84,7 @@ def tag(paths: List[str] = typer.Argument(..., help="Paths relative to the index
 @guarded
 def tags(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(False, "--json")):
     """Tags with how many images carry them, how many are predicted, and the tag model's metrics."""
-    from organizer.learn import tags as tg
-
-    rows = tg.tag_summary(open_library(store).store)
+    rows = open_library(store).tag_summary()
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return
@@ -111,9 +105,7 @@ def train_tags(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(Fal
                untagged_negative: bool = typer.Option(
                    False, "--untagged-negative", help="Count images without any tag as lacking every tag.")):
     """One model per tag (one-vs-rest), each with the threshold of best cross-validated F1."""
-    from organizer.learn import tags as tg
-
-    m = tg.train(open_library(store).store, untagged_negative=untagged_negative)
+    m = open_library(store).train_tags(untagged_negative=untagged_negative)
     if as_json:
         typer.echo(json.dumps(m, indent=1))
         return
@@ -132,7 +124,5 @@ def train_tags(store: Optional[str] = StoreOpt, as_json: bool = typer.Option(Fal
 @guarded
 def predict_tags(store: Optional[str] = StoreOpt):
     """Predict tags for every image with the current tag model and store them."""
-    from organizer.learn import tags as tg
-
-    counts = tg.predict(open_library(store).store)
+    counts = open_library(store).predict_tags()
     typer.echo("predicted tags: " + ", ".join(f"{t} {n}" for t, n in counts.items()))

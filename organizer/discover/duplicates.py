@@ -47,20 +47,6 @@ NEIGHBOURS = 16                   # nearest neighbours asked per image: copies o
 HASH_ALGO = "phash-dct32-8x8-crops/v1"  # stored with each hash; a different algorithm recomputes
 HASH_CROPS = (0.0, 0.035, 0.07)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS duplicate_hashes (
-    image_id TEXT PRIMARY KEY,
-    algo TEXT NOT NULL,
-    phash BLOB NOT NULL               -- 8 bytes per crop in HASH_CROPS
-);
-CREATE TABLE IF NOT EXISTS duplicate_moves (
-    path TEXT NOT NULL,               -- where the file was, relative to the indexed folder
-    image_id TEXT,
-    dest TEXT NOT NULL,               -- absolute path it was moved to
-    moved_at REAL NOT NULL
-);
-"""
-
 
 @dataclass
 class Member:
@@ -85,10 +71,6 @@ class Group:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def ensure_schema(store: Store) -> None:
-    store.db.executescript(_SCHEMA)
 
 
 # -- perceptual hash and aligned comparison ----------------------------------------------
@@ -129,7 +111,6 @@ def hamming(a: bytes, b: bytes) -> int:
 
 def image_hashes(store: Store, image_ids) -> dict[str, bytes]:
     """pHash per image id, from the cache or computed (and cached) from thumbnails."""
-    ensure_schema(store)
     wanted = list(dict.fromkeys(image_ids))
     out: dict[str, bytes] = {}
     for start in range(0, len(wanted), 900):
@@ -346,7 +327,6 @@ def move_copies(store: Store, groups: list[Group], dest: str | os.PathLike) -> d
     target = _outside_library(store, dest, "--move-to")
     if target.exists() and not target.is_dir():
         raise StoreError(f"--move-to {target} is a file, not a folder")
-    ensure_schema(store)
     known = {r[0]: (r[1], r[2]) for r in store.db.execute("SELECT path, size, mtime_ns FROM files WHERE status='ok'")}
     moved, skipped = [], []
     for g in groups:

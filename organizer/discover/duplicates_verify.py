@@ -32,22 +32,13 @@ _GRID = [(t, s) for s in _SCALES for t in np.arange(0.0, 1.0 - s + 1e-9, 0.004)]
 _U = (np.arange(ALIGN_SIZE) + 0.5) / ALIGN_SIZE
 _POS = np.array([t for t, _ in _GRID])[:, None] + np.array([s for _, s in _GRID])[:, None] * _U[None, :]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS duplicate_checks (
-    a TEXT NOT NULL, b TEXT NOT NULL,  -- image ids, a < b
-    algo TEXT NOT NULL,
-    match REAL NOT NULL, colour REAL NOT NULL,
-    PRIMARY KEY (a, b, algo)
-);
-"""
-
 
 def image_for(store: Store, image_id: str):
     """The image's thumbnail as a picture (made from the original by the safe decoder and stored,
     the way the app does, when the image has none); None if unreadable."""
     from PIL import Image
 
-    from organizer.curation import thumbnails
+    from organizer.ingest.thumbnails import thumbnails
 
     data = thumbnails(store, [image_id]).get(image_id)
     if not data:
@@ -128,7 +119,6 @@ class Checker:
 
     def __init__(self, store: Store, size: int = 4096):
         self.store, self.size, self.held = store, size, OrderedDict()
-        store.db.executescript(_SCHEMA)
         self.known = {(r[0], r[1]): (r[2], r[3]) for r in store.db.execute(
             "SELECT a, b, match, colour FROM duplicate_checks WHERE algo=?", (CHECK_ALGO,))}
         self.fresh: list[tuple] = []

@@ -32,6 +32,8 @@ from typing import Callable
 
 import numpy as np
 
+from organizer.store.files import replace_file
+
 RUNTIME_ENV = "ORGANIZER_RUNTIME"      # auto | onnx | onnx-int8 | torch | torch-bf16
 THREADS_ENV = "ORGANIZER_THREADS"      # inference threads (default: every core)
 RUNTIMES = ("auto", "onnx", "onnx-int8", "torch", "torch-bf16")
@@ -219,8 +221,8 @@ def write_verified(tmp: Path, path: Path, info: dict) -> None:
         os.fsync(f.fileno())
     side_tmp = path.with_name(path.name + f".{os.getpid()}.json.tmp")
     side_tmp.write_text(json.dumps(info, indent=1))
-    os.replace(tmp, path)
-    os.replace(side_tmp, path.with_suffix(".json"))
+    replace_file(tmp, path)
+    replace_file(side_tmp, path.with_suffix(".json"))
 
 
 def _copy_verified(src: Path, dest: Path) -> bool:
@@ -318,19 +320,27 @@ def onnx_runner(*, cache_dir: Path, backbone: str, fingerprint: str, size: int, 
     failed = fp32.with_suffix(".failed")
     if failed.exists():  # an export that failed once fails again: do not pay for it on every start
         raise FallbackError(failed.read_text().strip() or "ONNX export failed before")
-    if read_verified(fp32) is None and not adopt_shared(fp32, share):
-        tmp = fp32.with_name(fp32.name + f".{os.getpid()}.tmp")
+    def build(path: Path, make: Callable[[Path], None], min_cos: float, variant: str, disagree: str) -> None:
+        """Make `path` through a temp file, keep it only if its vectors agree with `reference`."""
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
         try:
-            export_onnx(torch_module(), size, tmp)
+            make(tmp)
             runner = OnnxRunner(tmp, threads)
             batch = verification_batch(first, size)
             cos = min_cosine(runner(batch), reference(batch))
-            if not cos >= ONNX_MIN_COSINE:
-                raise FallbackError(f"the ONNX export disagrees with PyTorch (cosine {cos:.4f})")
+            if not cos >= min_cos:
+                raise FallbackError(f"{disagree} (cosine {cos:.4f})")
             del runner
-            write_verified(tmp, fp32, {"backbone": backbone, "variant": "fp32", "versions": versions(),
+            write_verified(tmp, path, {"backbone": backbone, "variant": variant, "versions": versions(),
                                        "verified_min_cosine": cos, "verified_images": int(len(batch))})
-            publish_shared(fp32, share)
+            publish_shared(path, share)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    if read_verified(fp32) is None and not adopt_shared(fp32, share):
+        try:
+            build(fp32, lambda tmp: export_onnx(torch_module(), size, tmp), ONNX_MIN_COSINE, "fp32",
+                  "the ONNX export disagrees with PyTorch")
         except FallbackError as e:
             failed.write_text(str(e))
             raise
@@ -338,30 +348,17 @@ def onnx_runner(*, cache_dir: Path, backbone: str, fingerprint: str, size: int, 
             message = f"cannot export to ONNX ({type(e).__name__}: {_one_line(e)})"
             failed.write_text(message)
             raise FallbackError(message) from e
-        finally:
-            tmp.unlink(missing_ok=True)
     if not int8:
         return OnnxRunner(fp32, threads, "onnxruntime", micro_batch)
     q8 = folder / (cache_stem(backbone, fingerprint, "int8") + ".onnx")
     if read_verified(q8) is None and not adopt_shared(q8, share):
-        tmp = q8.with_name(q8.name + f".{os.getpid()}.tmp")
         try:
-            quantize_int8(fp32, tmp)
-            runner = OnnxRunner(tmp, threads)
-            batch = verification_batch(first, size)
-            cos = min_cosine(runner(batch), reference(batch))
-            if not cos >= REDUCED_MIN_COSINE:
-                raise FallbackError(f"int8 quantisation changes the vectors too much (cosine {cos:.4f})")
-            del runner
-            write_verified(tmp, q8, {"backbone": backbone, "variant": "int8", "versions": versions(),
-                                     "verified_min_cosine": cos, "verified_images": int(len(batch))})
-            publish_shared(q8, share)
+            build(q8, lambda tmp: quantize_int8(fp32, tmp), REDUCED_MIN_COSINE, "int8",
+                  "int8 quantisation changes the vectors too much")
         except FallbackError:
             raise
         except Exception as e:
             raise FallbackError(f"cannot quantise to int8 ({type(e).__name__}: {_one_line(e)})") from e
-        finally:
-            tmp.unlink(missing_ok=True)
     return OnnxRunner(q8, threads, "onnxruntime-int8", micro_batch)
 
 

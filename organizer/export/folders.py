@@ -18,7 +18,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from organizer.store import StoreError, atomic_write
+from organizer.store import StoreError, atomic_write, replace_file
 
 LINKS = ("symbolic", "hard", "copy")
 MANIFEST = ".organizer-folders.json"
@@ -165,7 +165,7 @@ def _make(src: Path, dest: Path, link: str, source: str) -> dict:
     else:
         tmp = dest.with_name(dest.name + ".tmp")
         shutil.copy2(src, tmp)
-        os.replace(tmp, dest)
+        replace_file(tmp, dest)
         st = dest.stat()
         entry.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
     return entry

@@ -19,7 +19,7 @@ from organizer.store import StoreError, atomic_write
 
 FORMAT = "organizer-portable-v1"
 MAX_PROBA_ERROR = 1e-4   # ONNX against the numpy pipeline on the same pixels
-DECODE_MIN_SIDE = 256    # indexing decodes for the 224 crop and the 256 thumbnail alike (indexer.read_files)
+DECODE_MIN_SIDE = 256    # indexing decodes for the 224 crop and the 256 thumbnail alike (ingest/read.py)
 
 
 def resize_spec(size: int) -> dict:
@@ -74,7 +74,7 @@ def export_model(store, out, *, model_id: int | None = None) -> dict:
     """Write model.onnx and model.json to `out`; returns what model.json says plus the check."""
     import torch
 
-    from organizer.learn.classify import load_model
+    from organizer.learn.model import load_model
     from organizer.embed import get_embedder
     from organizer.embed.runtime import OPSET, OnnxRunner, probe_batch
 

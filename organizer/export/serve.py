@@ -81,7 +81,7 @@ class Predictor:
         return row[0] if row else None
 
     def model(self):
-        from organizer.learn.classify import TrainError, load_model
+        from organizer.learn.model import TrainError, load_model
         from organizer.store import Store
 
         current = self.current_id()

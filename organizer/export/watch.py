@@ -55,7 +55,7 @@ def ok_files(store) -> dict[str, str]:
 
 def predict_paths(lib, files: dict[str, str]) -> list[tuple[str, str, float]]:
     """Predict (and store) the images of these {path: image id}; nothing when there is no model."""
-    from organizer.learn.classify import TrainError, load_model
+    from organizer.learn.model import TrainError, load_model
     from organizer.store.vectors import load_vectors
 
     try:

@@ -20,16 +20,15 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from organizer.store import Store, StoreError, content_hash, disk_full_guard
+from organizer.ingest.read import init_worker, read_files
+from organizer.store import Store, StoreError, disk_full_guard
 
 FLUSH_EVERY = 512            # images per shard/commit: the unit of progress kept after a crash
 FLUSH_ENV = "ORGANIZER_FLUSH_EVERY"  # override (tests use a small value to interrupt between commits)
 STREAMS_ENV = "ORGANIZER_STREAMS"    # override the number of batches embedded at once
 TASK_FILES = 16              # files per worker task
 CACHE_DIR = "cache"          # under the store: the ONNX export of the backbone (a cache, rebuildable)
-NICE_WORKERS = 5             # decode processes run below the embedding process (see _init_worker)
 MISSING_REFUSE_FRACTION = 0.5
-ENGINES = ("local", "ray")
 
 
 def flush_every() -> int:
@@ -132,53 +131,6 @@ def escape_name(rel: str) -> str:
         return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
-# -- reading and decoding (runs in worker processes) ---------------------------------
-_KNOWN: set[str] = set()
-
-
-def _init_worker(known: set[str]) -> None:
-    global _KNOWN
-    _KNOWN = known
-    try:  # decoding yields to inference: the embedding step is what everything waits on
-        os.nice(NICE_WORKERS)
-    except OSError:
-        pass
-
-
-def read_files(root: str, rels: list[str], preprocess, thumb_size: int, max_pixels: int | None,
-               known=None) -> list[dict]:
-    """Hash, decode, crop and thumbnail files. Pixels travel back as uint8 crops
-    (`Preprocess.crop`): a quarter of the bytes of float32, normalised later per batch.
-    known: content hashes already embedded (anything with `in`; default: the worker's set)."""
-    from organizer.ingest.decode import DecodeError, decode_image, make_thumbnail
-
-    known = _KNOWN if known is None else known
-    out = []
-    for rel in rels:
-        item: dict = {"path": rel}
-        try:
-            data = Path(root, rel).read_bytes()
-        except OSError as e:
-            item["error"] = f"cannot read {rel}: {e.strerror or e}"
-            out.append(item)
-            continue
-        item["hash"] = content_hash(data)
-        if item["hash"] in known:
-            out.append(item)
-            continue
-        try:
-            decoded = decode_image(data, name=rel, min_side=max(preprocess.size, thumb_size), max_pixels=max_pixels)
-            item["pixels"] = preprocess.crop(decoded.image)
-            item["thumb"] = make_thumbnail(decoded.image, thumb_size)
-            item.update(width=decoded.width, height=decoded.height, format=decoded.format)
-        except DecodeError as e:
-            item["error"] = str(e)
-        except Exception as e:  # a decoder bug must not stop the batch either
-            item["error"] = f"{rel}: {type(e).__name__}: {e}"
-        out.append(item)
-    return out
-
-
 # -- the pipeline ----------------------------------------------------------------------
 STALE_TEMP_SECONDS = 600
 _PID_TEMP = re.compile(r"\.(\d+)(?:\.json)?\.tmp$")  # what embed.runtime writes before its renames
@@ -253,24 +205,18 @@ def check_folder(store: Store, folder: Path) -> Path:
 def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "auto", workers: int | None = None,
                  batch_size: int = 32, allow_missing: bool = False, follow_links: bool = False,
                  max_pixels: int | None = None, thumb_size: int = 256,
-                 progress: Callable[[int, int], None] | None = None, engine: str = "local",
-                 ray_address: str | None = None) -> IndexReport:
-    """engine: "local" (decode processes + inference threads here) or "ray" (decode and embed on
-    a Ray cluster's actors, see engine_ray.py). Either way this process alone writes the store."""
+                 progress: Callable[[int, int], None] | None = None, produce=None) -> IndexReport:
+    """produce: the read (and maybe embed) step, default `produce_local` (decode processes here,
+    inference threads in the sink); engine_ray.ray_producer runs it on a Ray cluster's actors.
+    Whichever produces, this process alone writes the store."""
     from organizer.embed import get_embedder
     from organizer.embed.registry import canonical
     from organizer.store.vectors import heal_shards, remove_orphans
 
     started = time.time()
     report = IndexReport()
-    if engine not in ENGINES:
-        raise IndexingError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     root = check_folder(store, Path(folder).expanduser())
-    produce = produce_local
-    if engine == "ray":
-        from organizer.engine_ray import ray_producer
-
-        produce = ray_producer(ray_address)  # joins (or starts) the cluster now: a wrong address fails first
+    produce = produce or produce_local
     with StoreLock(store), disk_full_guard(store, "the store"):
         remove_orphans(store)
         remove_stale_temps(store.root / CACHE_DIR / "onnx")
@@ -370,8 +316,8 @@ def produce_local(root, to_read, embedder, known, *, workers, max_pixels, thumb_
         embedder.use_threads(1)
     tasks = [to_read[i:i + TASK_FILES] for i in range(0, len(to_read), TASK_FILES)]
     window = max(4, 2 * n_workers)  # bounded read-ahead keeps memory flat
-    with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(known,)) as pool:
+    with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=init_worker,
+                             initargs=(known, os.getpid())) as pool:
         futures: list[Future] = []
         next_task = 0
         while next_task < len(tasks) or futures:

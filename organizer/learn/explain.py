@@ -278,7 +278,7 @@ def _save_cached(path: Path, cam, proba, box) -> None:
 def explain(lib, target: str, label: str | None = None, *, max_side: int | None = None,
             method: str = "auto", use_cache: bool = True) -> Explanation:
     """Explain the current model's prediction for a library image (path or id) or any image file."""
-    from organizer.learn.classify import load_model
+    from organizer.learn.model import load_model
     from organizer.ingest.decode import DecodeError, decode_image
     from organizer.store import content_hash
 

@@ -25,6 +25,7 @@ shown beside each cluster help there.
 from __future__ import annotations
 
 import collections
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,9 +38,22 @@ MIN_GROUP = 3
 SPLIT_FLOOR = 0.1     # a separate group of a class is flagged at least this much (times its smallness)
 
 
-def find_label_issues(store: Store, *, limit: int | None = None, everything: bool = False) -> list[dict]:
+@dataclass
+class LabelIssue:
+    """A labeled image whose name looks wrong."""
+    image_id: str
+    path: str
+    label: str                      # the name it carries
+    source: str                     # who gave it: cluster, manual, accepted
+    suggested: str                  # the name its neighbours and the model point to
+    score: float                    # how suspicious, 0..1 (0: not at all)
+    reason: str
+
+
+def find_label_issues(store: Store, *, limit: int | None = None, everything: bool = False) -> list[LabelIssue]:
     """Suspicious labels, most suspicious first; `everything` ranks every labeled image (score 0 last)."""
-    from organizer.learn.classify import PERSON_SOURCES, pca
+    from organizer.learn.model import PERSON_SOURCES
+    from organizer.learn.classify import pca
     from organizer.discover.cluster import sample_indices
     from organizer.store.vectors import load_vectors
 
@@ -68,9 +82,8 @@ def find_label_issues(store: Store, *, limit: int | None = None, everything: boo
     for j in order:
         if scores[0][j] <= 0 and not everything:
             break
-        out.append({"path": paths[ids[j]], "image_id": ids[j], "label": names[j],
-                    "source": rows[ids[j]][1], "suggested": classes[int(scores[1][j])],
-                    "score": round(float(scores[0][j]), 4), "reason": scores[2][j]})
+        out.append(LabelIssue(ids[j], paths[ids[j]], names[j], rows[ids[j]][1], classes[int(scores[1][j])],
+                              round(float(scores[0][j]), 4), scores[2][j]))
         if limit and len(out) >= limit:
             break
     return out

@@ -1,9 +1,12 @@
 """The review queue: which unlabeled images to ask a person about next.
 
-It mixes four needs: uncertainty (small margin between the two best classes), density (an
+It mixes five needs: uncertainty (small margin between the two best classes; for an image that
+carries a cluster name, also the model's doubt about that name), density (an
 uncertain image in a crowded region settles the label of many images, an outlier's answer
 settles one), diversity (not K near-copies: greedy k-center over the uncertain pool), and rare
-classes (images predicted as a class no person has confirmed yet get a boost).
+classes (images predicted as a class no person has confirmed yet get a boost), and outliers of
+their group (a cluster-named image far from the rest of its cluster got its name by where the
+clustering put it, not by what it shows; it gets the same boost as a rare class).
 
 Candidates are every image a person has not labeled: a cluster name is only a guess for the
 images of a mixed cluster, so they can be worth asking about too. `random` is the honest
@@ -50,22 +53,48 @@ def density(vectors: np.ndarray, rows: np.ndarray, seed: int = 0) -> np.ndarray:
     return (sims - lo) / (hi - lo) if hi > lo else np.ones(len(rows))
 
 
+def far_from_group(vectors: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """True for rows much further from their group's centre than the group's other members: cosine
+    to the centre below Tukey's lower fence (Q1 - 1.5 IQR) of the group's own cosines. The fence is
+    relative to each group's spread, so it holds for tight groups and loose ones alike; groups of
+    fewer than 8 rows (too few for quartiles) and rows with no group (-1) are never flagged."""
+    far = np.zeros(len(vectors), bool)
+    for g in np.unique(groups[groups >= 0]):
+        rows = np.flatnonzero(groups == g)
+        if len(rows) < 8:
+            continue
+        centre = vectors[rows].mean(axis=0)
+        cos = vectors[rows] @ (centre / max(float(np.linalg.norm(centre)), 1e-12))
+        q1, q3 = np.percentile(cos, [25, 75])
+        far[rows] = cos < q1 - 1.5 * (q3 - q1)
+    return far
+
+
 def select(vectors: np.ndarray, proba: np.ndarray, class_counts: np.ndarray, k: int, *,
-           pool_factor: int = 20, seed: int = 0, density_power: float = DENSITY_POWER) -> np.ndarray:
+           pool_factor: int = 20, seed: int = 0, density_power: float = DENSITY_POWER,
+           far: np.ndarray | None = None, named: np.ndarray | None = None) -> np.ndarray:
     """Indices (into vectors/proba) of up to k images to review, most useful first.
 
     The uncertain pool is wide (20 per pick): a narrow one holds near-copies along one class
-    boundary; on cifar10 (offline sim, 4 namings) pools of 20k-30k beat 10k by 0.8 points."""
+    boundary; on cifar10 (offline sim, 4 namings) pools of 20k-30k beat 10k by 0.8 points.
+    far: rows far from their group (far_from_group); named: per row the column of the name it
+    carries (-1: none): a model sure of another class doubts that name as much as it can."""
     n = len(vectors)
     if n == 0 or k <= 0:
         return np.zeros(0, np.int64)
     top2 = np.sort(proba, axis=1)[:, -2:] if proba.shape[1] > 1 else np.hstack([np.zeros((n, 1)), proba])
     margin = top2[:, 1] - top2[:, 0]
+    doubt = 1.0 - margin
+    if named is not None and (named >= 0).any():
+        has = np.flatnonzero(named >= 0)
+        doubt[has] = np.maximum(doubt[has], 1.0 - proba[has, named[has]])
     predicted = proba.argmax(axis=1)
     # favour classes no person has confirmed yet; a graded boost for merely less-labeled classes
     # cost 0.3 points on cifar10 (offline sim, 4 namings): it pulls picks off the real boundaries
     rarity = (class_counts[predicted] == 0).astype(np.float64)
-    score = (1.0 - margin) * (1.0 + 0.5 * rarity)
+    if far is not None:
+        rarity = np.maximum(rarity, far.astype(np.float64))
+    score = doubt * (1.0 + 0.5 * rarity)
     if density_power:
         # big libraries: density only where it can matter, the most uncertain rows
         rows = np.arange(n) if n <= DENSITY_ROWS else np.argsort(-score, kind="stable")[:DENSITY_ROWS]

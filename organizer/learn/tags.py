@@ -22,37 +22,6 @@ DEFAULT_C = 10.0        # as in classify: vectors are L2-normalised, weights nee
 MIN_EXAMPLES = 3        # positives and negatives a tag needs before it gets a model
 FORMAT = "organizer-tags-v1"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tags (
-    image_id TEXT NOT NULL,
-    tag TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (image_id, tag)
-);
-CREATE INDEX IF NOT EXISTS tags_tag ON tags(tag);
-CREATE TABLE IF NOT EXISTS tag_models (
-    id INTEGER PRIMARY KEY,
-    created_at REAL NOT NULL,
-    backbone TEXT NOT NULL,
-    tags TEXT NOT NULL,                  -- JSON list, the model's row order
-    metrics TEXT NOT NULL,               -- JSON: per tag and skipped tags
-    path TEXT NOT NULL,                  -- file stem under models/
-    n_train INTEGER NOT NULL,
-    current INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS tag_predictions (
-    image_id TEXT NOT NULL,
-    tag TEXT NOT NULL,                   -- only tags scoring at or above their threshold
-    score REAL NOT NULL,
-    model_id INTEGER NOT NULL,
-    PRIMARY KEY (image_id, tag)
-);
-"""
-
-
-def ensure_schema(store: Store) -> None:
-    store.db.executescript(_SCHEMA)
-
 
 def clean_tag(tag: str) -> str:
     tag = " ".join(str(tag).split())
@@ -68,7 +37,6 @@ def clean_tag(tag: str) -> str:
 # -- manual tags -----------------------------------------------------------------------
 def add_tags(store: Store, image_ids: list[str], tags: list[str]) -> int:
     """Add every tag to every image; returns how many (image, tag) pairs are new."""
-    ensure_schema(store)
     tags = [clean_tag(t) for t in tags]
     now = time.time()
     with store.transaction():
@@ -79,7 +47,6 @@ def add_tags(store: Store, image_ids: list[str], tags: list[str]) -> int:
 
 
 def remove_tags(store: Store, image_ids: list[str], tags: list[str]) -> int:
-    ensure_schema(store)
     tags = [clean_tag(t) for t in tags]
     with store.transaction():
         before = store.db.total_changes
@@ -88,7 +55,6 @@ def remove_tags(store: Store, image_ids: list[str], tags: list[str]) -> int:
 
 
 def image_tags(store: Store) -> dict[str, set[str]]:
-    ensure_schema(store)
     out: dict[str, set[str]] = {}
     for image_id, tag in store.db.execute("SELECT image_id, tag FROM tags"):
         out.setdefault(image_id, set()).add(tag)
@@ -97,7 +63,6 @@ def image_tags(store: Store) -> dict[str, set[str]]:
 
 def tag_summary(store: Store) -> list[dict]:
     """Every tag: images carrying it (present ones), images predicted to, and the current model's metrics."""
-    ensure_schema(store)
     present = ("EXISTS (SELECT 1 FROM files f WHERE f.image_id = {t}.image_id AND f.status='ok')")
     given = dict(store.db.execute(f"SELECT tag, COUNT(*) FROM tags t WHERE {present.format(t='t')} GROUP BY tag"))
     predicted = dict(store.db.execute(
@@ -163,7 +128,6 @@ def _oof_scores(X, y, C) -> tuple[np.ndarray, int]:
 def train(store: Store, *, untagged_negative: bool = False, C: float = DEFAULT_C) -> dict:
     from organizer.store.vectors import load_vectors
 
-    ensure_schema(store)
     given = image_tags(store)
     present = store.present_image_ids()
     universe = present if untagged_negative else [i for i in present if i in given]
@@ -202,7 +166,6 @@ def train(store: Store, *, untagged_negative: bool = False, C: float = DEFAULT_C
     return metrics
 
 
-
 def save_model(store: Store, model: TagModel, metrics: dict) -> int:
     """Arrays and JSON under temporary names, fsynced and renamed, then the row that makes it current."""
     store.models_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +185,6 @@ def save_model(store: Store, model: TagModel, metrics: dict) -> int:
 
 
 def current_row(store: Store):
-    ensure_schema(store)
     return store.db.execute("SELECT * FROM tag_models WHERE current=1 ORDER BY id DESC LIMIT 1").fetchone()
 
 
@@ -272,7 +234,6 @@ def predict(store: Store, chunk: int = 8192) -> dict[str, int]:
 def export_columns(store: Store) -> dict[str, dict[str, str]]:
     """For export: image_id -> {"tags": "a;b", "predicted_tags": "c"} for every image a present
     file shows (empty strings when it has none), tags sorted by name."""
-    ensure_schema(store)
     ids = {r[0] for r in store.db.execute(
         "SELECT DISTINCT image_id FROM files WHERE status='ok' AND image_id IS NOT NULL")}
     given = image_tags(store)

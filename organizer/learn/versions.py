@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,7 +33,7 @@ def _macro_f1(y, pred) -> float:
 
 def decide(store: Store, model, classes, snapshot, metrics, oof_logits, y, folds, *, force=False):
     """(make it current?, reason) for a freshly trained model; also records the comparison in metrics."""
-    from organizer.learn.classify import TrainError, load_model
+    from organizer.learn.model import TrainError, load_model
     from organizer.store.vectors import load_vectors
 
     row = store.current_model()
@@ -85,21 +86,36 @@ def decide(store: Store, model, classes, snapshot, metrics, oof_logits, y, folds
                    f"{metrics['compared']['on']} (use `organizer models --use ID` or `train --force`)")
 
 
-def list_versions(store: Store) -> list[dict]:
+@dataclass
+class ModelInfo:
+    """One trained model version."""
+    id: int
+    created: float                  # unix time
+    n_labels: int                   # images it was trained on
+    n_person: int | None            # of them, labeled by a person (not only by their cluster's name)
+    classes: list[str]
+    accuracy: float | None          # cross-validated, out of fold
+    macro_f1: float | None
+    ece: float | None               # calibration error after temperature scaling
+    current: bool
+    decision: str                   # why it is (or is not) the current one
+    metrics: dict = field(repr=False, default_factory=dict)  # the whole report: per class, confusion, ...
+
+
+def list_versions(store: Store) -> list[ModelInfo]:
     out = []
     for r in store.db.execute("SELECT id, created_at, classes, metrics, n_train, current FROM models ORDER BY id"):
         m = json.loads(r["metrics"])
         cal = m.get("calibration", {})
-        out.append({"id": r["id"], "created": r["created_at"], "n_labels": r["n_train"],
-                    "n_person": m.get("n_person"), "classes": json.loads(r["classes"]),
-                    "accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1"),
-                    "ece": cal.get("ece_after"), "current": bool(r["current"]), "decision": m.get("decision", "")})
+        out.append(ModelInfo(r["id"], r["created_at"], r["n_train"], m.get("n_person"), json.loads(r["classes"]),
+                             m.get("accuracy"), m.get("macro_f1"), cal.get("ece_after"), bool(r["current"]),
+                             m.get("decision", ""), m))
     return out
 
 
 def use_version(store: Store, model_id: int) -> None:
     """Make a recorded version current (a rollback, or a forward roll to a kept-back version)."""
-    from organizer.learn.classify import load_model
+    from organizer.learn.model import load_model
 
     if not store.db.execute("SELECT 1 FROM models WHERE id=?", (model_id,)).fetchone():
         raise StoreError(f"no model {model_id}: see `organizer models`")

@@ -121,6 +121,12 @@ class Store:
     def models_dir(self) -> Path:
         return self.root / "models"
 
+    def cache_dir(self, name: str = "app") -> Path:
+        """A folder of disposable files under the store (the app's map, say): deleting it loses nothing."""
+        path = self.root / name
+        path.mkdir(exist_ok=True)
+        return path
+
     # -- files and images --------------------------------------------------
     def files_by_path(self) -> dict[str, FileRow]:
         rows = self.db.execute("SELECT path, image_id, size, mtime_ns, status, error FROM files")

@@ -109,6 +109,50 @@ CREATE TABLE IF NOT EXISTS shards (
     dim INTEGER NOT NULL,
     sha256 TEXT NOT NULL
 );
+-- tags (learn/tags.py)
+CREATE TABLE IF NOT EXISTS tags (
+    image_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (image_id, tag)
+);
+CREATE INDEX IF NOT EXISTS tags_tag ON tags(tag);
+CREATE TABLE IF NOT EXISTS tag_models (
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    backbone TEXT NOT NULL,
+    tags TEXT NOT NULL,                  -- JSON list, the model's row order
+    metrics TEXT NOT NULL,               -- JSON: per tag and skipped tags
+    path TEXT NOT NULL,                  -- file stem under models/
+    n_train INTEGER NOT NULL,
+    current INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS tag_predictions (
+    image_id TEXT NOT NULL,
+    tag TEXT NOT NULL,                   -- only tags scoring at or above their threshold
+    score REAL NOT NULL,
+    model_id INTEGER NOT NULL,
+    PRIMARY KEY (image_id, tag)
+);
+-- duplicates (discover/duplicates.py)
+CREATE TABLE IF NOT EXISTS duplicate_hashes (
+    image_id TEXT PRIMARY KEY,
+    algo TEXT NOT NULL,
+    phash BLOB NOT NULL               -- 8 bytes per crop in HASH_CROPS
+);
+CREATE TABLE IF NOT EXISTS duplicate_moves (
+    path TEXT NOT NULL,               -- where the file was, relative to the indexed folder
+    image_id TEXT,
+    dest TEXT NOT NULL,               -- absolute path it was moved to
+    moved_at REAL NOT NULL
+);
+-- duplicates_verify (discover/duplicates_verify.py)
+CREATE TABLE IF NOT EXISTS duplicate_checks (
+    a TEXT NOT NULL, b TEXT NOT NULL,  -- image ids, a < b
+    algo TEXT NOT NULL,
+    match REAL NOT NULL, colour REAL NOT NULL,
+    PRIMARY KEY (a, b, algo)
+);
 """
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from organizer.store.db import Store
 from organizer.store.errors import StoreError, disk_full_guard
+from organizer.store.files import replace_file
 
 DTYPE = np.float16
 REPAIR_HINT = "run `organizer repair` to re-embed its images from their files"
@@ -37,7 +38,7 @@ def write_shard(store: Store, vectors: np.ndarray) -> int:
                 f.write(payload)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
+            replace_file(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # give the space back; nothing points at it
         raise

@@ -111,8 +111,8 @@ def test_ui_is_local_with_xsrf_upload_limit_and_no_stats(tmp_path):
         assert refused.value.code == 403, refused.value.read()
 
         # the options the server was started with (its command line): local, XSRF, a small upload
-        # limit, no usage statistics
-        servers = [c for c in children(proc.pid)
+        # limit, no usage statistics. `organizer ui` becomes the server (exec), so no orphan is left
+        servers = [c for c in [proc.pid, *children(proc.pid)]
                    if b"streamlit" in Path(f"/proc/{c}/cmdline").read_bytes()]
         assert len(servers) == 1, servers
         opts = options(Path(f"/proc/{servers[0]}/cmdline").read_bytes().decode().split("\0"))

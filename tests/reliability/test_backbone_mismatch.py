@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from support import run_cli
-from organizer.learn.classify import TrainError, load_model
+from organizer.learn.model import TrainError, load_model
 from organizer.library import Library
 
 

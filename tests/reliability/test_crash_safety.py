@@ -230,7 +230,7 @@ def _shards(store: Path) -> list[int]:
 # -- kills during a save (fast) ---------------------------------------------------------------
 SAVE_MODELS = """
 import json, sys
-from organizer.learn.classify import load_model, save_model
+from organizer.learn.model import load_model, save_model
 from organizer.store import Store
 store = Store(sys.argv[1], create=False)
 model = load_model(store)
@@ -276,7 +276,8 @@ def label_three_classes(store: Path) -> None:
 
 
 def test_kill_9_during_model_save(store_copy, tmp_path):
-    from organizer.learn.classify import load_model, save_model, train
+    from organizer.learn.model import load_model, save_model
+    from organizer.learn.classify import train
     from organizer.store import Store
 
     label_three_classes(store_copy)

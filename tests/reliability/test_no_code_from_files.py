@@ -6,7 +6,7 @@ import pickle
 import pytest
 
 from support import run_cli
-from organizer.learn.classify import TrainError, load_model
+from organizer.learn.model import TrainError, load_model
 from organizer.library import Library
 
 

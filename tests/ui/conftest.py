@@ -6,8 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from organizer import curation
 from organizer.library import Library
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +38,7 @@ def ui_store(sample_store, tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("ui-store") / "store"
     shutil.copytree(sample_store, dest)
     lib = Library(dest)
-    curation.map_coords(lib.store)
+    lib.map_coords()
     lib.close()
     return dest
 
@@ -52,7 +50,7 @@ def trained_store(ui_store, tmp_path_factory) -> Path:
     shutil.copytree(ui_store, dest)
     name_like_a_person(dest)
     lib = Library(dest)
-    curation.train_and_predict(lib)
+    lib.train()
     lib.close()
     return dest
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from organizer import curation
 from organizer.library import Library
 
 TEXTS = ["", "   ", "x" * 10_000, "<script>alert(1)</script>", "<b>bold</b> & <img src=x onerror=alert(1)>",
@@ -65,7 +63,7 @@ def fill_search_find(at, lib, value):
 
 
 def fill_map_tag(at, lib, value):
-    ids, xy = curation.map_coords(lib.store, compute=False)
+    ids, xy = lib.map_coords(compute=False)
     at.session_state["map-chart"] = {"selection": {"points": [], "point_indices": [], "lasso": [], "box": [
         {"x": [float(xy[:, 0].min()) - 1, float(xy[:, 0].max()) + 1],
          "y": [float(xy[:, 1].min()) - 1, float(xy[:, 1].max()) + 1]}]}}
@@ -124,7 +122,7 @@ def test_number_fields_on_the_clusters_page(open_app, ui_copy, fill, value):
 def test_page_number_of_a_big_cluster(open_app, ui_copy, value):
     lib = Library(ui_copy)
     first, second, third = [c.id for c in lib.clusters(samples=0) if c.id >= 0][:3]
-    target = curation.merge_clusters(lib.store, [first, second, third])  # > one page of thumbnails
+    target = lib.merge_clusters([first, second, third])  # > one page of thumbnails
     at = open_app(ui_copy, params={"cluster": str(target)})
     at.number_input(key=f"page:c{target}").set_value(value).run()
     assert not at.exception, [e.value for e in at.exception]

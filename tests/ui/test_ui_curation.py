@@ -1,4 +1,4 @@
-"""organizer.curation: the operations behind the app's buttons, on real sample_data stores."""
+"""Library's operations behind the app's buttons, on real sample_data stores."""
 from __future__ import annotations
 
 import csv
@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
-from organizer import curation
 from organizer.library import Library
 from organizer.store import StoreError
 
@@ -16,21 +14,23 @@ ROOT_SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 
 
 def test_image_ids_are_checked(ui_store):
-    store = Library(ui_store).store
+    lib = Library(ui_store)
+    store = lib.store
     for bad in ["../etc/passwd", "", None, "0" * 31, "g" * 32, "a" * 32, "sunflower/image_0001.jpg"]:
         with pytest.raises(StoreError):
-            curation.check_image_id(store, bad)
+            lib.check_image_id(bad)
     known = store.present_image_ids()[0]
-    assert curation.check_image_id(store, known.upper()) == known
+    assert lib.check_image_id(known.upper()) == known
 
 
 def test_thumbnails_by_id_and_made_on_first_view(ui_copy):
-    store = Library(ui_copy).store
+    lib = Library(ui_copy)
+    store = lib.store
     ids = store.present_image_ids()[:3]
-    thumbs = curation.thumbnails(store, ids)
+    thumbs = lib.thumbnails(ids)
     assert set(thumbs) == set(ids) and all(t[:4] == b"RIFF" and t[8:12] == b"WEBP" for t in thumbs.values())
     store.db.execute("UPDATE images SET thumbnail=NULL WHERE id=?", (ids[0],))
-    again = curation.thumbnail(store, ids[0])
+    again = lib.thumbnail(ids[0])
     assert again[8:12] == b"WEBP"
     assert store.thumbnail(ids[0]) == again, "a thumbnail made on first view is stored"
 
@@ -41,12 +41,12 @@ def test_move_takes_the_target_name_or_drops_the_old_one(ui_copy):
     a, b, c = [i.id for i in lib.clusters() if i.id >= 0][:3]
     lib.name_cluster(a, "alpha")
     mover = lib.cluster_members(b)[:2]
-    assert curation.move_to_cluster(store, mover, a) == 2
+    assert lib.move_to_cluster(mover, a) == 2
     assert all(store.cluster_assignments()[i][0] == a and store.labels()[i] == "alpha" for i in mover)
-    assert curation.move_to_cluster(store, mover, c) == 2
+    assert lib.move_to_cluster(mover, c) == 2
     assert all(i not in store.labels() for i in mover), "an unnamed cluster leaves no stale name"
     with pytest.raises(StoreError):
-        curation.move_to_cluster(store, mover, 9999)
+        lib.move_to_cluster(mover, 9999)
 
 
 def test_drop_and_label(ui_copy):
@@ -55,20 +55,20 @@ def test_drop_and_label(ui_copy):
     cluster = lib.clusters()[0].id
     lib.name_cluster(cluster, "first")
     ids = lib.cluster_members(cluster)[:3]
-    curation.drop_to_unsorted(store, ids)
+    lib.drop_to_unsorted(ids)
     assert all(store.cluster_assignments()[i][0] == -1 and i not in store.labels() for i in ids)
-    curation.move_to_label(store, ids, "  hand  named ")
+    lib.label_ids(ids, "  hand  named ")
     assert {store.labels()[i] for i in ids} == {"hand named"}
     with pytest.raises(StoreError):
-        curation.move_to_label(store, ids, "unknown")
+        lib.label_ids(ids, "unknown")
 
 
 def test_rename_replaces_the_old_name_everywhere_in_the_cluster(ui_copy):
     lib = Library(ui_copy)
     cluster = lib.clusters()[0].id
-    curation.name_cluster(lib, cluster, "first")
-    curation.move_to_label(lib.store, lib.cluster_members(cluster)[:1], "first")  # now a manual label
-    curation.name_cluster(lib, cluster, "second")
+    lib.name_cluster(cluster, "first")
+    lib.label_ids(lib.cluster_members(cluster)[:1], "first")  # now a manual label
+    lib.name_cluster(cluster, "second")
     assert {lib.store.labels()[i] for i in lib.cluster_members(cluster)} == {"second"}
 
 
@@ -77,12 +77,12 @@ def test_merge_and_split(ui_copy):
     store = lib.store
     infos = [i for i in lib.clusters() if i.id >= 0]
     a, b = infos[0], infos[1]
-    target = curation.merge_clusters(store, [a.id, b.id], name="both")
+    target = lib.merge_clusters([a.id, b.id], name="both")
     assert len(lib.cluster_members(target)) == a.size + b.size
     assert {store.labels()[i] for i in lib.cluster_members(target)} == {"both"}
     with pytest.raises(StoreError):
-        curation.merge_clusters(store, [target])
-    parts = curation.split_cluster(lib, target)
+        lib.merge_clusters([target])
+    parts = lib.split_cluster(target)
     assert len(parts) >= 2 and target in parts
     assert sum(len(lib.cluster_members(p)) for p in parts) == a.size + b.size
     assert {store.labels()[i] for p in parts for i in lib.cluster_members(p)} == {"both"}, "names stay on images"
@@ -91,8 +91,9 @@ def test_merge_and_split(ui_copy):
 
 
 def test_map_is_cached_in_the_store(ui_store):
-    store = Library(ui_store).store
-    cached = curation.map_coords(store, compute=False)  # the fixture computed it
+    lib = Library(ui_store)
+    store = lib.store
+    cached = lib.map_coords(compute=False)  # the fixture computed it
     assert cached is not None
     ids, xy = cached
     assert ids == store.present_image_ids() and xy.shape == (len(ids), 2)
@@ -101,36 +102,36 @@ def test_map_is_cached_in_the_store(ui_store):
 
 def test_export_bytes_match_the_library(trained_store):
     lib = Library(trained_store)
-    rows = list(csv.DictReader(io.StringIO(curation.export_bytes(lib, "csv").decode())))
+    rows = list(csv.DictReader(io.StringIO(lib.export_bytes("csv").decode())))
     assert len(rows) == 160 and rows[0].keys() == set(Library.COLUMNS)
-    assert len(json.loads(curation.export_bytes(lib, "json"))) == 160
+    assert len(json.loads(lib.export_bytes("json"))) == 160
     with pytest.raises(StoreError):
-        curation.export_bytes(lib, "xml")
+        lib.export_bytes("xml")
 
 
 def test_search_by_bytes(ui_store):
     lib = Library(ui_store)
     data = (ROOT_SAMPLE / "sunflower" / "image_0001.jpg").read_bytes()
-    hits = curation.similar_to_bytes(lib, data, 5)
-    paths = lib.store.primary_paths([i for i, _ in hits])
-    assert sum(paths[i].startswith("sunflower/") for i, _ in hits) >= 4
+    hits = lib.similar_to_bytes(data, 5)
+    assert sum(path.startswith("sunflower/") for path, _, _ in hits) >= 4
     with pytest.raises(StoreError, match="notes.jpg"):
-        curation.similar_to_bytes(lib, b"just some text", 5, name="notes.jpg")
+        lib.similar_to_bytes(b"just some text", 5, name="notes.jpg")
 
 
 def test_confusion_cells_and_review(trained_copy):
     lib = Library(trained_copy)
     store = lib.store
-    metrics = curation.current_metrics(store)
-    cls = metrics["classes"][0]
-    diagonal = curation.confusion_images(store, metrics["model_id"], cls, cls)
+    model = lib.current_model()
+    metrics = model.metrics
+    cls = model.classes[0]
+    diagonal = lib.confusion_images(model.id, cls, cls)
     assert diagonal and {store.labels()[i] for i in diagonal} == {cls}
-    i = metrics["classes"].index(cls)
+    i = model.classes.index(cls)
     assert len(diagonal) == metrics["confusion"][i][i]
-    queue = curation.review_queue(lib, 5)
+    queue = lib.review(5)
     sources = {r[0]: r[1] for r in store.db.execute("SELECT image_id, source FROM labels")}
-    assert all(sources.get(r["image_id"], "cluster") == "cluster" for r in queue), "no person checked them yet"
+    assert all(sources.get(r.image_id, "cluster") == "cluster" for r in queue), "no person checked them yet"
     if queue:
-        curation.accept(store, [queue[0]["image_id"]], queue[0]["best"])
-        assert store.labels()[queue[0]["image_id"]] == queue[0]["best"]
-        assert curation.answers_since_training(store) >= 1
+        lib.answer([queue[0].image_id], queue[0].predicted)
+        assert store.labels()[queue[0].image_id] == queue[0].predicted
+        assert lib.answers_since_training() >= 1

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-
-from organizer import curation
 from organizer.library import Library
 from organizer.learn.review import held_out_proba  # noqa: F401  (the fix under test)
 
@@ -27,11 +25,11 @@ def _cell(at, given, predicted):
 
 def test_confusion_cells_next_to_label_issues(open_app, trained_copy):
     lib = Library(trained_copy)
-    classes = curation.model_classes(lib.store)
+    classes = lib.current_model().classes
     wrong = lib.cluster_members(lib.clusters()[0].id)[:3]
     other = next(c for c in classes if c != lib.store.labels()[wrong[0]])
     lib.label_ids(wrong, other)  # planted mistakes, so "Labels that look wrong" shows a grid too
-    assert curation.label_issues(lib, 24)
+    assert lib.label_issues(24)
     at = open_app(trained_copy, "views/train.py")
     assert_clean(at)
     for given, predicted in [(classes[0], classes[0]), (classes[0], classes[1])]:  # a full cell, an empty one
@@ -43,18 +41,18 @@ def test_confusion_cells_next_to_label_issues(open_app, trained_copy):
 def test_review_after_every_cluster_is_named(open_app, trained_copy):
     lib = Library(trained_copy)
     assert lib.store.counts()["labeled"] == 160, "every image carries a cluster name"
-    queue = curation.review_queue(lib, 12)
-    assert len(queue) == 12 and all(r["label"] for r in queue), "cluster-named images are reviewable"
+    queue = lib.review(12)
+    assert len(queue) == 12 and all(r.label for r in queue), "cluster-named images are reviewable"
     # the confidence shown is the held-out one, not the model's certainty about its own training images
     import numpy as np
 
-    from organizer.learn.classify import load_model
+    from organizer.learn.model import load_model
     from organizer.store.vectors import load_vectors
 
     model = load_model(lib.store)
-    ids, X = load_vectors(lib.store, [r["image_id"] for r in queue])
+    ids, X = load_vectors(lib.store, [r.image_id for r in queue])
     held = held_out_proba(lib.store, ids, model.predict_proba(X), model.classes).max(axis=1)
-    assert np.allclose([r["confidence"] for r in queue], held, atol=1e-4)
+    assert np.allclose([r.confidence for r in queue], held, atol=1e-4)
     at = open_app(trained_copy, "views/review.py")
     assert_clean(at)
     assert "Nothing left to review" not in texts(at)
@@ -73,7 +71,7 @@ def test_a_correction_is_a_manual_label(open_app, trained_copy):
     ok.click().run()
     assert_clean(at)
     lib = Library(trained_copy)
-    rows = {r["image_id"]: r for r in csv.DictReader(io.StringIO(curation.export_bytes(lib, "csv").decode()))}
+    rows = {r["image_id"]: r for r in csv.DictReader(io.StringIO(lib.export_bytes("csv").decode()))}
     assert (rows[fixed]["label"], rows[fixed]["label_source"]) == (name, "manual")
     assert rows[confirmed]["label_source"] == "accepted"
 
@@ -144,8 +142,8 @@ def test_predictions_floor_reads_like_the_captions(open_app, trained_store):
     assert "confidence ≥ 100%" in texts(at)
     shown = int(next(m.value for m in at.markdown if "images** predicted" in m.value).split("**")[1].split()[0])
     label = at.selectbox(key="pred:label").value
-    every = curation.predicted(Library(trained_store).store, label)
-    assert shown == sum(f"{r['confidence']:.0%}" == "100%" for r in every)
+    every = Library(trained_store).predictions(label)
+    assert shown == sum(f"{r.confidence:.0%}" == "100%" for r in every)
 
 
 def test_label_issues_on_a_correctly_named_library_after_a_review_answer(trained_copy):
@@ -154,11 +152,11 @@ def test_label_issues_on_a_correctly_named_library_after_a_review_answer(trained
     lib = Library(trained_copy)
     paths = lib.store.primary_paths()
     sunflowers = sorted(i for i, p in paths.items() if p.startswith("sunflower/"))
-    curation.accept(lib.store, sunflowers[:1], "sunflower", "sunflower")
-    listed = curation.label_issues(lib, 24)
-    correct = [r for r in listed if paths[r["image_id"]].split("/")[0] == r["label"]]
-    assert not correct, [(r["label"], r["suggested"], r["score"]) for r in correct]
+    lib.answer(sunflowers[:1], "sunflower")
+    listed = lib.label_issues(24)
+    correct = [r for r in listed if paths[r.image_id].split("/")[0] == r.label]
+    assert not correct, [(r.label, r.suggested, r.score) for r in correct]
     # a real slip is still found: a few sunflowers given the bonsai name by hand
     lib.label_ids(sunflowers[1:4], "bonsai")
-    flagged = {r["image_id"] for r in curation.label_issues(lib, 24)}
+    flagged = {r.image_id for r in lib.label_issues(24)}
     assert set(sunflowers[1:4]) <= flagged

@@ -23,11 +23,10 @@ def test_heatmap_toggle_in_a_browser(browser, trained_server):  # noqa: F811  (b
     browser.get(url + "/predictions")
     page.wait_text("Show heatmaps")
     page.idle()
-    from organizer import curation
     from organizer.library import Library
 
     lib = Library(store)
-    expected = min(curation.prediction_counts(lib.store)[0][1], 48)  # the first label's images, one page
+    expected = min(lib.prediction_counts()[0][1], 48)  # the first label's images, one page
     lib.close()
     browser.find_element(page.By.CSS_SELECTOR, ".st-key-explain-pred label").click()
     overlays = lambda: browser.find_elements(page.By.CSS_SELECTOR, ".st-key-grid-explain img")  # noqa: E731

@@ -1,7 +1,5 @@
 """Undo in the app: the sidebar lists the last changes; Undo reverts one (and any later ones)."""
 from __future__ import annotations
-
-from organizer import curation
 from organizer.library import Library
 
 
@@ -28,9 +26,9 @@ def test_undo_a_naming_from_the_sidebar(open_app, ui_copy):
 def test_a_model_switch_is_undone_and_predictions_follow(trained_copy):
     lib = Library(trained_copy)
     first = lib.store.current_model()["id"]
-    second = curation.train_and_predict(lib, force=True)["model_id"]
+    second = lib.train(force=True)["model_id"]
     assert lib.store.current_model()["id"] == second
-    curation.use_model(lib, first)
+    lib.use_model(first)
     assert lib.history(1)[0].kind == "model"
     lib.undo()
     assert lib.store.current_model()["id"] == second

@@ -3,10 +3,8 @@ sample), and the selection is named or tagged in one step."""
 from __future__ import annotations
 
 import numpy as np
-
-from organizer import curation
 from organizer.library import Library
-from organizer.discover.mapselect import in_box, in_polygon, selected
+from organizer.app.mapselect import in_box, in_polygon, selected
 
 
 def assert_clean(at):
@@ -37,7 +35,7 @@ def _select(at, shape: dict):
 
 def test_lasso_on_the_map_names_and_tags_the_selection(open_app, ui_copy):
     lib = Library(ui_copy)
-    ids, xy = curation.map_coords(lib.store, compute=False)
+    ids, xy = lib.map_coords(compute=False)
     cx, cy = np.median(xy, axis=0)
     lasso = {"x": [float(xy[:, 0].min()) - 1, float(cx), float(cx)], "y": [float(cy), float(cy), float(xy[:, 1].max()) + 1]}
     inside = [i for i, m in zip(ids, in_polygon(xy, lasso["x"], lasso["y"])) if m]

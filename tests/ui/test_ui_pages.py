@@ -3,8 +3,6 @@ naming and training; actions on the pages change the store."""
 from __future__ import annotations
 
 import pytest
-
-from organizer import curation
 from organizer.library import Library
 
 PAGES = ["views/library.py", "views/clusters.py", "views/map.py", "views/search.py", "views/train.py",
@@ -140,7 +138,7 @@ def test_train_page_trains_and_shows_metrics(open_app, ui_copy, name_clusters):
     assert float(metrics["Accuracy"].rstrip("%")) >= 80
     assert "Macro-F1" in metrics
     assert Library(ui_copy).store.current_model() is not None
-    assert curation.prediction_counts(Library(ui_copy).store), "training also predicts the library"
+    assert Library(ui_copy).prediction_counts(), "training also predicts the library"
 
 
 def test_review_accept_becomes_a_label(open_app, trained_copy):
@@ -161,7 +159,7 @@ def test_predictions_page_lists_and_filters(open_app, trained_store):
     at = open_app(trained_store, "views/predictions.py")
     assert_clean(at)
     label = at.selectbox(key="pred:label")
-    assert label.value in curation.model_classes(Library(trained_store).store) + ["unknown"]
+    assert label.value in Library(trained_store).current_model().classes + ["unknown"]
     at.slider(key="pred:floor").set_value(99).run()
     assert_clean(at)
     assert "confidence ≥ 99%" in texts(at)

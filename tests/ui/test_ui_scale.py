@@ -7,8 +7,6 @@ import statistics
 import time
 
 import pytest
-
-from organizer import curation
 from organizer.library import Library
 
 from support import ROOT, SHARED, run_cli
@@ -88,7 +86,7 @@ def test_every_page_on_ten_thousand_images(monkeypatch, big_store, ui_store, tra
             lib.name_cluster(c.id, collections.Counter(p.split("/")[0] for p in c.sample_paths).most_common(1)[0][0])
     lib.close()
     lib = Library(big_store)
-    curation.train_and_predict(lib)
+    lib.train()
     lib.close()
     after = timings(monkeypatch, big_store, PAGES)
     small = timings(monkeypatch, trained_store, TIMED)

@@ -5,16 +5,14 @@ import streamlit as st
 
 from organizer.app import common
 from organizer.app import tree_view
-from organizer import curation
 
 lib = common.library()
-store = lib.store
 SAMPLES = 6
 CARDS_PER_SCREEN = 12
 
 
 def name_cluster(cluster: int, name: str) -> int | None:
-    return common.act(curation.name_cluster, lib, cluster, name, done=f"Named cluster {cluster} “{name}”.",
+    return common.act(lib.name_cluster, cluster, name, done=f"Named cluster {cluster} “{name}”.",
                       at=f"card-{cluster}")
 
 
@@ -32,12 +30,12 @@ def open_cluster(cluster: int | None) -> None:
 
 
 def merge(clusters: list[int]) -> None:
-    target = common.act(curation.merge_clusters, store, clusters, at="merge")
+    target = common.act(lib.merge_clusters, clusters, at="merge")
     if target is None:
         return
     for c in clusters:  # untick every box, the survivor's too (popping the key left it ticked)
         st.session_state[f"merge-{c}"] = False
-    names = curation.cluster_name_counts(store).get(target, [])
+    names = lib.cluster_name_counts().get(target, [])
     carried = ", ".join(f"{n} “{name}”" for name, n in names)
     more = (f" It holds {carried}: give it one name to make them one group." if len(names) > 1
             else f" It holds {carried}." if names else "")
@@ -47,13 +45,13 @@ def merge(clusters: list[int]) -> None:
 def regroup(min_size: int, seed: int) -> None:
     """Runs in the script body (a callback only asks for it) so its progress shows by the button."""
     with st.status("Grouping every image again (names stay on the images)...", expanded=True) as box:
-        st.write(f"{store.counts()['images']} images" + (f", smallest group {min_size}" if min_size else
+        st.write(f"{lib.counts()['images']} images" + (f", smallest group {min_size}" if min_size else
                                                          ", automatic group size"))
         result = common.act(lib.cluster, min_cluster_size=min_size or None, seed=seed, keep_empty=False,
                             at="regroup")
         box.update(label="Grouped" if result else "Not re-grouped", state="complete" if result else "error")
     if result:
-        common.say(f"{result['clusters']} clusters, {result['unsorted']} unsorted. Names were kept.", at="regroup")
+        common.say(f"{result.clusters} clusters, {result.unsorted} unsorted. Names were kept.", at="regroup")
     open_cluster(None)
 
 
@@ -137,9 +135,9 @@ def card(info, thumbs: dict) -> None:
 def overview(infos) -> None:
     real = [c for c in infos if c.id >= 0]
     named = sum(1 for c in real if c.label)
-    names = curation.label_names(store)
+    names = lib.label_names()
     left, right = st.columns([3, 1], vertical_alignment="center")
-    left.markdown(f"**{named} of {len(real)} groups named** · {store.counts()['labeled']} images carry a name.  \n"
+    left.markdown(f"**{named} of {len(real)} groups named** · {lib.counts()['labeled']} images carry a name.  \n"
                   "Name each group: click a suggested name or type your own. **Open** a group to fix it "
                   "(move, drop or split images). Then train a classifier on the names.")
     if len(names) >= 2 and right.button("Next: train a classifier →", type="primary", key="to-train"):
@@ -150,7 +148,7 @@ def overview(infos) -> None:
         st.button(f"Merge the {len(chosen)} selected clusters", type="primary", on_click=merge, args=(chosen,))
     shown = st.session_state.setdefault("cards_shown", CARDS_PER_SCREEN)
     visible = infos[:shown]
-    thumbs = curation.thumbnails(store, [i for c in visible for i in c.sample_ids] + TREE.thumb_ids(visible))
+    thumbs = lib.thumbnails([i for c in visible for i in c.sample_ids] + TREE.thumb_ids(visible))
     cols = st.columns(2)
     for k, info in enumerate(visible):
         with cols[k % 2]:
@@ -177,7 +175,7 @@ def move(key: str) -> None:
     target = st.session_state.get(f"{key}:target")
     if not ids or target is None:
         return common.say("Select images first.", "warning", "detail")
-    if common.act(curation.move_to_cluster, store, ids, target, at="detail") is not None:
+    if common.act(lib.move_to_cluster, ids, target, at="detail") is not None:
         common.say(f"Moved {len(ids)} images to " + ("unsorted." if target < 0 else f"cluster {target}."),
                    at="detail")
         common.clear_selection(key)
@@ -188,7 +186,7 @@ def name_selected(key: str) -> None:
     name = common.picked_name(f"{key}:label")
     if not ids:
         return common.say("Select images first.", "warning", "detail")
-    if common.act(curation.move_to_label, store, ids, name, at="detail") is not None:
+    if common.act(lib.label_ids, ids, name, at="detail") is not None:
         common.say(f"Named {len(ids)} images “{name}”.", at="detail")
         common.clear_selection(key)
 
@@ -197,7 +195,7 @@ def drop(key: str) -> None:
     ids = sorted(common.selection(key))
     if not ids:
         return common.say("Select images first.", "warning", "detail")
-    if common.act(curation.drop_to_unsorted, store, ids, at="detail") is not None:
+    if common.act(lib.drop_to_unsorted, ids, at="detail") is not None:
         common.say(f"Dropped {len(ids)} images to unsorted.", at="detail")
         common.clear_selection(key)
 
@@ -206,7 +204,7 @@ def split(cluster: int) -> None:
     """Runs in the script body, by its button: the first split loads the clusterer and the
     image model (tens of seconds on a small machine), so each step is shown as it starts."""
     with st.status(f"Splitting cluster {cluster}...", expanded=True) as box:
-        parts = common.act(curation.split_cluster, lib, cluster, progress=st.write, at="detail")
+        parts = common.act(lib.split_cluster, cluster, progress=st.write, at="detail")
         box.update(label=f"Split cluster {cluster}" if parts else "Not split", state="complete" if parts else "error")
     if parts:
         common.say(f"Split cluster {cluster} into clusters {', '.join(map(str, parts))}.")
@@ -260,11 +258,11 @@ def detail(info, infos) -> None:
 
 st.title("Clusters")
 common.show_messages()
-if store.counts()["images"] == 0:
+if lib.counts()["images"] == 0:
     st.info("No images yet: index a folder first.")
     st.page_link("views/library.py", label="Go to Library to index a folder", icon=":material/photo_library:")
     st.stop()
-if store.current_clustering_id() is None:
+if not lib.has_groups():
     st.info("The images are indexed but not grouped yet.")
     st.button("Find groups", type="primary", on_click=ask, args=("regroup", 0, 0))
     if pending("regroup"):
@@ -275,7 +273,7 @@ if store.current_clustering_id() is None:
 
 TREE = tree_view.Tree(lib.clusters(samples=SAMPLES, tree=True), lib.flat_cluster_ids())  # the one query for every card
 infos = TREE.flat
-NAME_COUNTS = curation.cluster_name_counts(store)
+NAME_COUNTS = lib.cluster_name_counts()
 opened = st.query_params.get("cluster")
 current = next((c for c in infos if opened is not None and str(c.id) == opened), None)
 if current is not None:

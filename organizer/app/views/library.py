@@ -7,12 +7,10 @@ import json
 import streamlit as st
 
 from organizer.app import common
-from organizer import curation
-from organizer.embed import BackboneError
-from organizer.store import StoreError
+from organizer.library import BackboneError
+from organizer.library import StoreError
 
 lib = common.library()
-store = lib.store
 
 
 def run_index(folder: str, backbone: str = "auto") -> bool:
@@ -29,12 +27,12 @@ def run_index(folder: str, backbone: str = "auto") -> bool:
         st.error(str(e))
         return False
     bar.progress(1.0, text=report.summary())
-    if report.embedded or store.current_clustering_id() is None:
-        if store.counts()["images"] >= 2:
+    if report.embedded or not lib.has_groups():
+        if lib.counts()["images"] >= 2:
             with st.spinner("Grouping similar images..."):
                 try:
                     result = lib.cluster()
-                    common.say(f"{report.summary()}. Found {result['clusters']} groups.")
+                    common.say(f"{report.summary()}. Found {result.clusters} groups.")
                 except StoreError as e:
                     common.say(str(e), "error")
     else:
@@ -48,7 +46,7 @@ def when(ts: float) -> str:
 
 st.title("Library")
 common.show_messages()
-info = curation.overview(lib)
+info = lib.overview()
 
 if not info["images"] and not info["error"]:
     st.markdown("This store is empty. Give it a folder of images: organizer reads them (never writes there), "
@@ -85,13 +83,11 @@ if info["label_names"]:
 st.subheader("Last runs")
 runs = [{"when": when(r["created_at"]), "run": f"grouping {r['id']}",
          "result": f"{r['n_clusters']} groups over {r['n_images']} images",
-         "settings": r["params"]} for r in info["clusterings"]]
+         "settings": json.dumps(r["params"])} for r in info["clusterings"]]
 for m in info["models"]:
-    metrics = json.loads(m["metrics"])
-    acc = metrics.get("accuracy")
-    runs.append({"when": when(m["created_at"]), "run": f"model {m['id']}" + (" (current)" if m["current"] else ""),
-                 "result": f"{m['n_train']} images, {len(json.loads(m['classes']))} classes"
-                 + (f", accuracy {acc:.1%}" if acc is not None else ""), "settings": ""})
+    runs.append({"when": when(m.created), "run": f"model {m.id}" + (" (current)" if m.current else ""),
+                 "result": f"{m.n_labels} images, {len(m.classes)} classes"
+                 + (f", accuracy {m.accuracy:.1%}" if m.accuracy is not None else ""), "settings": ""})
 if runs:
     st.dataframe(sorted(runs, key=lambda r: r["when"], reverse=True), hide_index=True)
 else:

@@ -6,28 +6,24 @@ import numpy as np
 import streamlit as st
 
 from organizer.app import common
-from organizer import curation
-from organizer.discover.mapselect import selected
+from organizer.app.mapselect import selected
 
 lib = common.library()
-store = lib.store
 DRAWN_MAX = 20_000   # dots drawn in the browser; beyond, a fixed sample is drawn, the selection stays exact
 SHOWN = 24
 
 
 def name_selection(ids: list[str]) -> None:
     name = common.picked_name("map:label")
-    if common.act(curation.move_to_label, store, ids, name, at="map") is not None:
+    if common.act(lib.label_ids, ids, name, at="map") is not None:
         common.say(f"Named {len(ids)} images “{name}”.", at="map")
 
 
 def tag_selection(ids: list[str]) -> None:
-    from organizer.learn.tags import add_tags
-
     tag = " ".join(str(st.session_state.get("map:tag", "")).split())
     if not tag:
         return common.say("Type a tag first.", "warning", "map")
-    if common.act(add_tags, store, ids, [tag], at="map") is not None:
+    if common.act(lib.add_tags, ids, [tag], at="map") is not None:
         common.say(f"Tagged {len(ids)} images “{tag}”.", at="map")
 
 
@@ -51,19 +47,19 @@ def figure(rows: list[dict], drawn: np.ndarray, color_by: str):
 
 st.title("Map")
 common.show_messages()
-if store.counts()["images"] < 2:
+if lib.counts()["images"] < 2:
     st.info("The map needs at least two indexed images.")
     st.stop()
 
-coords = curation.map_coords(store, compute=False)
+coords = lib.map_coords(compute=False)
 if coords is None:
     with st.spinner("Laying out the map (once; it is cached until the images change)..."):
-        coords = curation.map_coords(store)
+        coords = lib.map_coords()
 ids, xy = coords
 
-st.session_state.setdefault("map:color", "name" if store.counts()["labeled"] else "cluster")
+st.session_state.setdefault("map:color", "name" if lib.counts()["labeled"] else "cluster")
 color_by = st.radio("Color by", ["cluster", "name", "prediction"], horizontal=True, key="map:color")
-rows = curation.map_points(lib, ids, xy)
+rows = lib.map_points(ids, xy)
 drawn = np.arange(len(ids))
 if len(ids) > DRAWN_MAX:
     drawn = np.sort(np.random.default_rng(0).choice(len(ids), DRAWN_MAX, replace=False))

@@ -10,15 +10,13 @@ import streamlit as st
 
 from organizer.app import common
 from organizer.app import explain_view
-from organizer import curation
 
 lib = common.library()
-store = lib.store
 
 
 def train() -> None:
     with st.spinner("Training and predicting every image..."):
-        m = common.act(curation.train_and_predict, lib)
+        m = common.act(lib.train)
     if m:
         acc = f", cross-validated accuracy {m['accuracy']:.1%}" if "accuracy" in m else ""
         kept = "" if m.get("current", True) else f" Not made current: {m['decision']}."
@@ -28,7 +26,7 @@ def train() -> None:
 
 st.title("Train")
 common.show_messages()
-names = curation.label_names(store)
+names = lib.label_names()
 if len(names) < 2:
     st.info("Training needs at least two names. Name some groups on the Clusters page first "
             f"(names so far: {', '.join(n for n, _ in names) or 'none'}).")
@@ -38,8 +36,10 @@ if len(names) < 2:
 n_named = sum(k for _, k in names)
 st.markdown(f"**{n_named} named images** in **{len(names)} classes**: "
             + ", ".join(f"{n} ({k})" for n, k in names))
-since = curation.answers_since_training(store)
-metrics = curation.current_metrics(store)
+since = lib.answers_since_training()
+model = lib.current_model()
+metrics = None if model is None else {**model.metrics, "model_id": model.id, "classes": model.classes,
+                                      "created_at": model.created}
 label = "Train classifier" if metrics is None else (
     f"Retrain with {since} new answers" if since else "Retrain classifier")
 st.button(label, type="primary", on_click=train)
@@ -93,7 +93,7 @@ points = ((event or {}).get("selection") or {}).get("cell") or []
 if points:
     given, predicted = points[0].get("given"), points[0].get("predicted")
     try:
-        ids = curation.confusion_images(store, metrics["model_id"], given, predicted)
+        ids = lib.confusion_images(metrics["model_id"], given, predicted)
     except Exception as e:  # StoreError, or a model whose files were removed
         st.warning(str(e))
         ids = []
@@ -101,13 +101,13 @@ if points:
     shown = ids[common.pager(len(ids), "cell")] if ids else []
     if given != predicted and shown:  # the wrong ones: where the current model sees “predicted”
         st.caption(f"Heatmaps: where the current model finds “{predicted}” in each image.")
-        explain_view.grid(shown, label=predicted if predicted in curation.model_classes(store) else None)
+        explain_view.grid(shown, label=predicted if predicted in classes else None)
     else:
         common.grid(shown, name="cell")
 
 
 def make_current(model_id: int) -> None:
-    if common.act(curation.use_model, lib, model_id) is not None:
+    if common.act(lib.use_model, model_id) is not None:
         common.say(f"Model {model_id} is current; predictions follow it.")
 
 
@@ -117,22 +117,22 @@ if len(versions) > 1:
         st.caption("A new model becomes current only if it is not worse on the same labels (or adds a class).")
         for v in reversed(versions[-12:]):
             cols = st.columns([1, 2, 2, 2, 4, 2], vertical_alignment="center")
-            cols[0].markdown(f"**{v['id']}**")
-            cols[1].write(f"{v['n_labels']} labels, {len(v['classes'])} classes")
-            cols[2].write("accuracy " + (f"{v['accuracy']:.1%}" if v["accuracy"] is not None else "—"))
-            cols[3].write("macro-F1 " + (f"{v['macro_f1']:.3f}" if v["macro_f1"] is not None else "—"))
-            cols[4].caption(v["decision"])
-            if v["current"]:
+            cols[0].markdown(f"**{v.id}**")
+            cols[1].write(f"{v.n_labels} labels, {len(v.classes)} classes")
+            cols[2].write("accuracy " + (f"{v.accuracy:.1%}" if v.accuracy is not None else "—"))
+            cols[3].write("macro-F1 " + (f"{v.macro_f1:.3f}" if v.macro_f1 is not None else "—"))
+            cols[4].caption(v.decision)
+            if v.current:
                 cols[5].markdown("✓ current")
             else:
-                cols[5].button("Make current", key=f"use:{v['id']}", on_click=make_current, args=(v["id"],))
+                cols[5].button("Make current", key=f"use:{v.id}", on_click=make_current, args=(v.id,))
 
 with st.expander("Labels that look wrong"):
-    issues = curation.label_issues(lib, 24)
+    issues = lib.label_issues(24)
     if not issues:
         st.write("No suspicious labels.")
     else:
         st.caption("Most suspicious first: a whole cluster under a wrong name shows up as a group here. "
                    "Fix names on the Clusters page or by labeling the images.")
-        common.grid([r["image_id"] for r in issues], name="issues",
-                    captions={r["image_id"]: f"{r['label']} → {r['suggested']}?" for r in issues})
+        common.grid([r.image_id for r in issues], name="issues",
+                    captions={r.image_id: f"{r.label} → {r.suggested}?" for r in issues})

@@ -125,7 +125,7 @@ def _check_search_index(store: Store) -> str:
 
 
 def _check_model(store: Store) -> str:
-    from organizer.learn.classify import load_model
+    from organizer.learn.model import load_model
 
     row = store.current_model()
     if row is None:
