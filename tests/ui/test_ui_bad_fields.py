@@ -72,12 +72,24 @@ def fill_map_tag(at, lib, value):
     next(b for b in at.button if b.label.startswith("Tag the")).click().run()
 
 
+def fill_map_name(at, lib, value):
+    """The name picker (a name in use, or any typed one) under a box selection on the map."""
+    ids, xy = lib.map_coords(compute=False)
+    at.session_state["map-chart"] = {"selection": {"points": [], "point_indices": [], "lasso": [], "box": [
+        {"x": [float(xy[:, 0].min()) - 1, float(xy[:, 0].max()) + 1],
+         "y": [float(xy[:, 1].min()) - 1, float(xy[:, 1].max()) + 1]}]}}
+    at.run()
+    at.selectbox(key="map:label:name").set_value(value)
+    next(b for b in at.button if b.label.startswith("Name the")).click().run()
+
+
 TEXT_FIELDS = {
     "library folder": ("empty_store", None, fill_index_folder),
     "cluster name": ("ui_copy", None, fill_card_name),
     "group-of-groups name": ("ui_copy", None, fill_parent_name),
     "search text": ("ui_store", "views/search.py", fill_search_text),
     "map tag": ("ui_copy", "views/map.py", fill_map_tag),
+    "map name picker": ("ui_copy", "views/map.py", fill_map_name),
 }
 
 
