@@ -63,16 +63,11 @@ def serve(store: Optional[str] = StoreOpt,
           max_bytes: int = typer.Option(50 << 20, help="Largest upload in bytes."),
           max_pixels: Optional[int] = typer.Option(None, help="Refuse images with more pixels (as for indexing).")):
     """A prediction API over HTTP: POST /v1/predict, /v1/predict/batch; GET /v1/labels, /v1/model, /health; docs at /docs."""
-    from organizer.export.serve import is_loopback, serve as run
-
     lib = open_library(store)
-    root = lib.store.root
-    lib.close()
-    if not is_loopback(host) and not token:
-        fail(f"--host {host} makes the API reachable from other machines: give --token TOKEN too")
-    typer.echo(f"organizer API: http://{host}:{port}  (store {root}; docs at /docs; Ctrl+C to stop)", err=True)
+    typer.echo(f"organizer API: http://{host}:{port}  (store {lib.store.root}; docs at /docs; Ctrl+C to stop)",
+               err=True)
     try:
-        run(root, host=host, port=port, token=token, max_bytes=max_bytes, max_pixels=max_pixels)
+        lib.serve(host=host, port=port, token=token, max_bytes=max_bytes, max_pixels=max_pixels)
     except KeyboardInterrupt:
         pass
 

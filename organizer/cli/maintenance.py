@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from organizer.cli.base import app, fail, guarded, open_library, StoreOpt  # noqa: F401
+from organizer.cli.base import StoreOpt, app, guarded, open_library
 
 
 @app.command()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from organizer.store import StoreError, atomic_write
 
+OVERLAY_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 COLUMNS = ["path", "image_id", "cluster", "label", "label_source", "predicted", "confidence", "width", "height",
            "tags", "predicted_tags"]
 
@@ -130,6 +131,15 @@ class OutputsMixin:
 
         return create_app(self.store.root, token=token, **limits)
 
+    def serve(self, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None, **limits) -> None:
+        """Serve the prediction API until interrupted (other than loopback only with a token). The
+        server opens its own read-only connections, so this Library's is closed first."""
+        from organizer.export.serve import serve
+
+        root = self.store.root
+        self.close()
+        serve(root, host=host, port=port, token=token, **limits)
+
     def watch(self, folder, **options) -> int:
         from organizer.export.watch import watch
 
@@ -141,6 +151,44 @@ class OutputsMixin:
         from organizer.learn.explain import explain
 
         return explain(self, target, label, max_side=max_side, method=method)
+
+    def explanation_outputs(self, source: str, *, out=None, out_map=None) -> dict:
+        """Where save_explanation would write, checked: `out` an image (.png, .jpg, .webp) and
+        `out_map` a .npy, neither in the image folder nor the image itself."""
+        dests = {}
+        for key, name, value, ok in (("out", "--out", out, tuple(OVERLAY_FORMATS)),
+                                     ("out_map", "--out-map", out_map, (".npy",))):
+            if not value:
+                continue
+            dest = self.outside_library(value)  # the image folder is never written to
+            if dest.exists() and Path(source).exists() and dest.samefile(source):
+                raise StoreError(f"{name} {value} is the image being explained; choose another file")
+            if dest.suffix.lower() not in ok:
+                raise StoreError(f"{name} {value}: use a {' or '.join(ok)} file name")
+            dests[key] = dest
+        return dests
+
+    def save_explanation(self, e, *, out=None, out_map=None) -> dict:
+        """Write an explanation: `out` the image at full resolution under its heatmap, `out_map` the
+        map as float32 .npy in [0, 1]. Returns {"out": path, "out_map": path} of what was written."""
+        import numpy as np
+
+        from organizer.ingest.decode import DecodeError, decode_image
+        from organizer.learn.explain import overlay_bytes
+
+        dests = self.explanation_outputs(e.source, out=out, out_map=out_map)
+        if "out" in dests:
+            try:  # full resolution this time (min_side 0: no reduction while decoding)
+                image = decode_image(Path(e.source).read_bytes(), name=e.source, min_side=0).image
+            except (OSError, DecodeError) as err:
+                raise StoreError(str(err)) from None
+            data = overlay_bytes(image, e.heatmap, OVERLAY_FORMATS[dests["out"].suffix.lower()])
+            dests["out"].parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(dests["out"], lambda f: f.write(data))
+        if "out_map" in dests:
+            dests["out_map"].parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(dests["out_map"], lambda f: np.save(f, e.heatmap.astype(np.float32), allow_pickle=False))
+        return dests
 
     def explained_thumbnail(self, image_id: str, label: str | None = None, *, max_side: int = 256) -> bytes | None:
         """PNG of an image's thumbnail under the heatmap of `label` (default: the prediction); None when

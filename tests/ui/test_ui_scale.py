@@ -3,6 +3,8 @@ the CLI), before and after naming and training, with first-screen timings printe
 sample_data measured in the same run (timings are reported, never asserted: see benchmarks/)."""
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
 import time
 
@@ -24,6 +26,9 @@ def big_store(tmp_path_factory):
     if not CIFAR.is_dir():
         pytest.skip(f"{CIFAR} is absent (a user's clone has no ../shared)")
     store = tmp_path_factory.mktemp("cifar-store") / "store"
+    indexed = os.environ.get("ORGANIZER_TEST_CIFAR_STORE")  # a store of CIFAR already indexed: copied, not re-indexed
+    if indexed:
+        shutil.copytree(indexed, store, ignore=shutil.ignore_patterns("index.lock"))
     run_cli("index", CIFAR, "--store", store, "--backbone", "efficientnet-lite0", timeout=1800)
     run_cli("cluster", "--store", store, timeout=1800)
     return store
