@@ -161,6 +161,17 @@ class GroupsMixin:
         names = collections.Counter(labels[i] for i in self.cluster_members(cluster) if i in labels)
         return min(names.items(), key=lambda t: (-t[1], t[0]))[0] if names else None
 
+    def _given_name(self, cluster: int) -> str | None:
+        """The name the group itself was given: the most common name its members carry from naming
+        the group (source "cluster"). A name a person gave some members by hand is theirs, not the group's."""
+        ids = self.cluster_members(cluster)
+        names = collections.Counter()
+        for start in range(0, len(ids), 900):
+            part = ids[start:start + 900]
+            names.update(r[0] for r in self.store.db.execute(
+                f"SELECT name FROM labels WHERE source='cluster' AND image_id IN ({','.join('?' * len(part))})", part))
+        return min(names.items(), key=lambda t: (-t[1], t[0]))[0] if names else None
+
     def cluster_name_counts(self) -> dict[int, list[tuple[str, int]]]:
         """Every name each cluster's images carry, most used first (a merge can leave two)."""
         cid = self.store.current_clustering_id()
@@ -183,7 +194,7 @@ class GroupsMixin:
         if int(cluster) < 0:
             raise StoreError("-1 holds the unsorted images, not a cluster: label them with `organizer label`")
         cluster = self.check_cluster_id(cluster)
-        old = self.cluster_name(cluster)
+        old = self._given_name(cluster)
         renaming = bool(old) and old != new
         what = f"renamed cluster {cluster} “{old}” to “{new}”" if renaming else f"named cluster {cluster} “{new}”"
         with store.action("rename" if renaming else "name", what):
