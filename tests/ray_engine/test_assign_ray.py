@@ -81,3 +81,16 @@ def test_cluster_cli_on_ray_saves_what_local_saves(ray_cluster, store_copy):
     with sqlite3.connect(store_copy / "organizer.db") as db:
         params = [json.loads(r[0]) for r in db.execute("SELECT params FROM clusterings ORDER BY id DESC LIMIT 2")]
     assert params[0]["max_fit"] == params[1]["max_fit"] == 60
+
+
+def test_cluster_bad_engine_or_address_changes_nothing(ray_cluster, store_copy):
+    from support import free_port
+
+    before = saved(store_copy)
+    wrong = run_cli("cluster", "--store", store_copy, "--engine", "ray", "--ray-address", f"127.0.0.1:{free_port()}",
+                    check=False, env=ray_cluster.env())
+    assert wrong.returncode == 2 and "no Ray cluster answers at 127.0.0.1:" in wrong.stderr, wrong.stderr
+    bogus = run_cli("cluster", "--store", store_copy, "--engine", "spark", check=False)
+    assert bogus.returncode == 2 and "unknown engine 'spark': use local or ray" in bogus.stderr, bogus.stderr
+    assert "Traceback" not in wrong.stderr + bogus.stderr
+    assert saved(store_copy) == before
