@@ -55,29 +55,57 @@ def main() -> None:
                 if name in clusters:
                     cmd += ["--engine", "ray", "--ray-address", clusters[name].address]
                     env = clusters[name].env(ORGANIZER_USER_CACHE=ENV["ORGANIZER_USER_CACHE"])
+                load_before = os.getloadavg()[0]
+                nodes_before = {k: nodes_cpu_s(c) for k, c in clusters.items()}
                 res = run(cmd, env=env, rss=True)
+                nodes = {k: nodes_cpu_s(c) - nodes_before[k] for k, c in clusters.items()}
                 info = parse_index(res["stdout"])
+                # CPU of the whole work: the command (local: with its decode processes) plus, on Ray,
+                # every process of its cluster's nodes (raylets, GCS, actors): less sensitive than
+                # wall time to what else runs on a shared machine
+                cpu = res["cpu_s"] + nodes.get(name, 0.0)
                 row = {"wall_s": res["wall_s"], "images_s": info["embedded"] / res["wall_s"],
-                       # the command's own CPU (Ray: the driver alone; local: with its decode processes)
-                       "command_cpu_s": res["cpu_s"],
+                       "command_cpu_s": res["cpu_s"], "cpu_s": cpu, "cpu_ms_per_image": 1000 * cpu / info["embedded"],
+                       "idle_clusters_cpu_s": sum(v for k, v in nodes.items() if k != name),
+                       "loadavg_before": load_before,
                        "driver_peak_rss_mib": res["peak_rss_main_mib"], "runtime": info["runtime"],
                        "embedded": info["embedded"], "loadavg": res["loadavg"]}
                 rows[name].append(row)
                 print(f"round {r + 1} {name:>10}: {row['images_s']:6.1f} images/s ({res['wall_s']:.1f} s, "
-                      f"driver peak {row['driver_peak_rss_mib']:.0f} MiB)", flush=True)
+                      f"{row['cpu_ms_per_image']:.1f} ms CPU an image, driver peak {row['driver_peak_rss_mib']:.0f} MiB, "
+                      f"load {load_before:.1f} -> {res['loadavg']:.1f})", flush=True)
     finally:
         for c in clusters.values():
             c.stop()
     med = {k: median([x["images_s"] for x in v]) for k, v in rows.items()}
+    cpu = {k: median([x["cpu_ms_per_image"] for x in v]) for k, v in rows.items()}
+    loads = [x[key] for v in rows.values() for x in v for key in ("loadavg_before", "loadavg")]
     result = {"machine": machine(), "photos": rows["local"][0]["embedded"], "repeats": args.repeats, "runs": rows,
-              "median_images_s": med,
+              "median_images_s": med, "median_cpu_ms_per_image": cpu, "loadavg_range": [min(loads), max(loads)],
               "overhead_2nodes_vs_local": 1 - med["ray-2nodes"] / med["local"],
+              "cpu_overhead_2nodes_vs_local": cpu["ray-2nodes"] / cpu["local"] - 1,
               "speedup_2nodes_vs_1node": med["ray-2nodes"] / med["ray-1node"]}
     for k, v in med.items():
-        print(f"{k:>10}: {v:6.1f} images/s (median of {args.repeats})")
-    print(f"Ray on 2 nodes vs local: {100 * result['overhead_2nodes_vs_local']:+.1f}% overhead (target <= 15%); "
-          f"2 nodes vs 1: {result['speedup_2nodes_vs_1node']:.2f}x")
+        print(f"{k:>10}: {v:6.1f} images/s, {cpu[k]:.1f} ms CPU an image (medians of {args.repeats})")
+    print(f"Ray on 2 nodes vs local: {100 * result['overhead_2nodes_vs_local']:+.1f}% overhead in images/s "
+          f"(target <= 15%), {100 * result['cpu_overhead_2nodes_vs_local']:+.1f}% in CPU an image; "
+          f"2 nodes vs 1: {result['speedup_2nodes_vs_1node']:.2f}x; load average {min(loads):.1f}-{max(loads):.1f}")
     save("ray" + (f"-{args.limit}" if args.limit else ""), result)
+
+
+def nodes_cpu_s(cluster) -> float:
+    """CPU seconds used so far by every process of a LocalCluster's nodes (and their reaped children)."""
+    from ray_engine.cluster import group_pids
+
+    total = 0
+    for node in cluster.nodes:
+        for pid in group_pids(node.pid):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            total += sum(int(x) for x in stat[stat.rindex(")") + 2:].split()[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class AnonPeak:
