@@ -400,7 +400,7 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     """Cluster n×d vectors (any scale; cosine geometry). ``overrides`` replace keys of
     default_params(n); ``min_cluster_size`` is the smallest group.
     Degenerate inputs: n < min_points -> all -1; all rows identical -> one cluster."""
-    X = np.asarray(X, dtype=np.float32)
+    X = np.asanyarray(X, dtype=np.float32)  # a memory map stays one (engine_ray.StagedRows)
     if X.ndim != 2:
         raise ValueError(f"expected a 2-D array of vectors, got shape {X.shape}")
     if not all(np.isfinite(X[i:i + _CHUNK]).all() for i in range(0, len(X), _CHUNK)):

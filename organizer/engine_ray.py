@@ -405,12 +405,61 @@ def rows_on_ray(address: str | None = None, workers: int | None = None, **kw) ->
     return _RowsOnRay(row_engine(address, workers, **kw))
 
 
-def staged_vectors(store: Store) -> tuple[list[str], np.ndarray]:
-    """Every present image's vector, in `vectors.load_vectors`' order, as a read-only float32
-    memory map of a file staged in the store's folder (4 bytes a dimension a row, removed at
-    once: it lasts as long as the map). Clustering takes its sample and then the other rows part
-    by part, so the driver never holds the whole matrix in memory."""
+STAGE_BYTES = 256 << 20  # a row selection larger than this is staged on disk, not copied into memory
+
+
+class StagedRows(np.memmap):
+    """A read-only float32 memory map of vectors staged in a folder. A large selection of its rows
+    (X[rows] or X[mask] above STAGE_BYTES: cluster.py's copy joining clusters X[keep], nearly
+    all of it) is staged as another map instead of copied into memory. Values are numpy's own;
+    only where they live differs."""
+
+    def __getitem__(self, key):
+        folder = getattr(self, "stage_dir", None)
+        if folder is not None and isinstance(key, np.ndarray) and key.ndim == 1 and self.ndim == 2:
+            rows = np.flatnonzero(key) if key.dtype == bool else key
+            if len(rows) * self.shape[1] * self.itemsize > STAGE_BYTES:
+                base = self.view(np.memmap)
+
+                def fill(out):
+                    for i in range(0, len(rows), 65536):
+                        out[i:i + 65536] = base[rows[i:i + 65536]]
+
+                return stage_rows(folder, fill, len(rows), self.shape[1])
+            return self.view(np.ndarray)[key]  # a small selection: an ordinary array, in memory
+        return super().__getitem__(key)
+
+
+def stage_rows(folder: Path, fill, n: int, dim: int) -> StagedRows:
+    """An n x dim float32 file in `folder`, written by fill(writable map), mapped read-only; the file
+    is removed at once (it lasts as long as the map), and any a killed run left goes."""
     from .store import disk_full_guard
+
+    folder = Path(folder)
+    for old in folder.glob(".cluster-*.f32"):
+        if not _pid_alive(old.stem.split("-")[1]):
+            old.unlink(missing_ok=True)
+    path = folder / f".cluster-{os.getpid()}-{os.urandom(4).hex()}.f32"
+    try:
+        with disk_full_guard(folder, f"staged vectors {path.name}"):
+            out = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, dim))
+            fill(out)
+            out.flush()
+            del out
+        X = np.memmap(path, dtype=np.float32, mode="r", shape=(n, dim)).view(StagedRows)
+        X.stage_dir = folder
+    finally:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:  # a system that cannot remove an open file: the next run does
+            pass
+    return X
+
+
+def staged_vectors(store: Store) -> tuple[list[str], np.ndarray]:
+    """Every present image's vector, in `vectors.load_vectors`' order, staged (`stage_rows`) in the
+    store's folder: 4 bytes a dimension an image on disk. Clustering takes its sample and then
+    the other rows part by part, so the driver never holds the whole matrix in memory."""
     from .vectors import iter_present_vectors
 
     rows = store.db.execute(
@@ -422,24 +471,12 @@ def staged_vectors(store: Store) -> tuple[list[str], np.ndarray]:
         return [], np.zeros((0, dim), np.float32)
     rowids = np.array([r[0] for r in rows], np.int64)
     del rows
-    for old in store.root.glob(".cluster-*.f32"):  # left by a run killed while staging
-        if not _pid_alive(old.stem.split("-")[-1]):
-            old.unlink(missing_ok=True)
-    path = store.root / f".cluster-{os.getpid()}.f32"
-    try:
-        with disk_full_guard(store, f"staged vectors {path.name}"):
-            out = np.memmap(path, dtype=np.float32, mode="w+", shape=(len(ids), dim))
-            for shard_rowids, vectors in iter_present_vectors(store):
-                out[np.searchsorted(rowids, shard_rowids)] = vectors
-            out.flush()
-            del out
-        X = np.memmap(path, dtype=np.float32, mode="r", shape=(len(ids), dim))
-    finally:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:  # a system that cannot remove an open file: the next run does
-            pass
-    return ids, X
+
+    def fill(out):  # shard by shard, each row to its place in the id order
+        for shard_rowids, vectors in iter_present_vectors(store):
+            out[np.searchsorted(rowids, shard_rowids)] = vectors
+
+    return ids, stage_rows(store.root, fill, len(ids), dim)
 
 
 def _pid_alive(pid: str) -> bool:

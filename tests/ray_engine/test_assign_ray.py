@@ -14,14 +14,23 @@ import pytest
 from support import ROOT, run_cli
 
 SCRIPT = r"""
-import json, sys
+import json, sys, tempfile
 import numpy as np
 from organizer import cluster, engine_ray
 
-rng = np.random.default_rng(0)   # 8 blobs with a spread: a real tree, noise, and a vote to cast
+rng = np.random.default_rng(0)   # 8 blobs with a spread: a real tree and a vote to cast
 centres = rng.standard_normal((8, 64))
 X = (centres[rng.integers(0, 8, 3000)] + 0.35 * rng.standard_normal((3000, 64))).astype(np.float32)
+X = np.concatenate([X, X[:600] + 1e-3 * rng.standard_normal((600, 64)).astype(np.float32)])  # near copies
 local = cluster.cluster_vectors(X, max_fit=600)
+
+# the Ray driver's input as `cluster --engine ray` has it: a staged memory map, whose big row
+# selections (copy joining clusters X[keep]) are staged too
+staged = []
+stage = engine_ray.stage_rows
+engine_ray.stage_rows = lambda folder, fill, n, dim: staged.append(n) or stage(folder, fill, n, dim)
+engine_ray.STAGE_BYTES = 200_000  # above the 600-row sample (154 kB), below X[keep]
+Xs = engine_ray.stage_rows(tempfile.mkdtemp(), lambda out: out.__setitem__(slice(None), X), *X.shape)
 parts = []
 on = engine_ray.rows_on_ray(sys.argv[1], rows_per_task=1024)
 engine = on.engine
@@ -31,14 +40,15 @@ def counting(fn, shared, X, rows):   # the parts really go through the Ray engin
         yield out
 on.engine = counting
 with on:
-    remote = cluster.cluster_vectors(X, max_fit=600)
+    remote = cluster.cluster_vectors(Xs, max_fit=600)
 try:
     engine_ray.row_engine(sys.argv[1], rows_per_task=1000)
     refused = False
 except ValueError:
     refused = True
 same = lambda a, b: bool(np.array_equal(a, b))
-print(json.dumps({"parts": parts, "clusters": local.n_clusters, "noise": int((local.core_labels < 0).sum()),
+print(json.dumps({"parts": parts, "staged": staged, "clusters": local.n_clusters,
+                  "copies": local.params.get("copies_joined", 0), "inner_n": remote.params["n"],
                   "labels": same(local.labels, remote.labels), "core": same(local.core_labels, remote.core_labels),
                   "nodes": same(local.nodes, remote.nodes), "probs": same(local.probabilities, remote.probabilities),
                   "tree": local.tree == remote.tree, "refused": refused}))
@@ -50,9 +60,14 @@ def test_assignment_on_ray_is_bit_equal_to_local(ray_cluster):
                           text=True, timeout=600, env=ray_cluster.env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    # 2,400 rows outside the sample: placed in 3 tasks (1024, 1024, 352), then voted in 3 more
-    assert out["parts"] == [1024, 1024, 352] * 2, out
-    assert out["clusters"] >= 4, out
+    assert out["clusters"] >= 4 and out["copies"] > 0, out  # the copy-joining path ran
+    # the kept rows were staged, not copied (at each pass of copy joining); the rows outside the
+    # last pass's sample were placed in parts of 1024 on Ray, then voted in the same parts
+    staged = out["staged"]
+    assert staged[:2] == [3600, 3600 - out["copies"]] and staged == sorted(staged, reverse=True), out
+    half = len(out["parts"]) // 2
+    assert half >= 3 and out["parts"][:half] == out["parts"][half:], out
+    assert sum(out["parts"][:half]) == staged[-1] - 600, out
     assert all(out[k] for k in ("labels", "core", "nodes", "probs", "tree", "refused")), out
 
 
