@@ -94,17 +94,20 @@ def main() -> None:
 
 
 def nodes_cpu_s(cluster) -> float:
-    """CPU seconds used so far by every process of a LocalCluster's nodes (and their reaped children)."""
-    from ray_engine.cluster import group_pids
-
+    """CPU seconds used so far by every process of a LocalCluster's nodes and their reaped children:
+    each node is a session of its own, and Ray's workers (the actors) are in its session but in
+    process groups of their own."""
+    sessions = {node.pid for node in cluster.nodes}
     total = 0
-    for node in cluster.nodes:
-        for pid in group_pids(node.pid):
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
             try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
+                stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            total += sum(int(x) for x in stat[stat.rindex(")") + 2:].split()[11:15])  # utime stime cutime cstime
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[3]) in sessions:  # field 6: the session; 14-17: utime stime cutime cstime
+                total += sum(int(x) for x in fields[11:15])
     return total / os.sysconf("SC_CLK_TCK")
 
 
