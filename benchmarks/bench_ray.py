@@ -56,9 +56,9 @@ def main() -> None:
                     cmd += ["--engine", "ray", "--ray-address", clusters[name].address]
                     env = clusters[name].env(ORGANIZER_USER_CACHE=ENV["ORGANIZER_USER_CACHE"])
                 load_before = os.getloadavg()[0]
-                nodes_before = {k: nodes_cpu_s(c) for k, c in clusters.items()}
+                sampler = NodesCpu(clusters)
                 res = run(cmd, env=env, rss=True)
-                nodes = {k: nodes_cpu_s(c) - nodes_before[k] for k, c in clusters.items()}
+                nodes = sampler.stop()
                 info = parse_index(res["stdout"])
                 # CPU of the whole work: the command (local: with its decode processes) plus, on Ray,
                 # every process of its cluster's nodes (raylets, GCS, actors): less sensitive than
@@ -93,22 +93,52 @@ def main() -> None:
     save("ray" + (f"-{args.limit}" if args.limit else ""), result)
 
 
-def nodes_cpu_s(cluster) -> float:
-    """CPU seconds used so far by every process of a LocalCluster's nodes and their reaped children:
-    each node is a session of its own, and Ray's workers (the actors) are in its session but in
-    process groups of their own."""
-    sessions = {node.pid for node in cluster.nodes}
-    total = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[3]) in sessions:  # field 6: the session; 14-17: utime stime cutime cstime
-                total += sum(int(x) for x in fields[11:15])
-    return total / os.sysconf("SC_CLK_TCK")
+class NodesCpu:
+    """CPU seconds the processes of LocalClusters' nodes use while it runs, sampled every 0.1 s.
+    Each node is a session of its own; Ray's workers (the actors) are in its session but in
+    process groups of their own, and die at the end of a run without their time reaching any
+    parent (so a before/after reading misses them): each process's last reading counts."""
+
+    def __init__(self, clusters):
+        import threading
+
+        self.sessions = {node.pid: name for name, c in clusters.items() for node in c.nodes}
+        self.first: dict[int, float] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+        self.read(first=True)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def read(self, first=False):
+        tick = os.sysconf("SC_CLK_TCK")
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                fields = stat[stat.rindex(")") + 2:].split()
+                name = self.sessions.get(int(fields[3]))  # field 6: the session
+                if name is not None:
+                    cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+                    pid = int(entry)
+                    if first:
+                        self.first[pid] = cpu
+                    self.last[pid] = (name, cpu)
+
+    def run(self):
+        while not self.done.wait(0.1):
+            self.read()
+
+    def stop(self) -> dict[str, float]:
+        self.done.set()
+        self.thread.join()
+        self.read()
+        out: dict[str, float] = {}
+        for pid, (name, cpu) in self.last.items():
+            out[name] = out.get(name, 0.0) + cpu - self.first.get(pid, 0.0)
+        return out
 
 
 class AnonPeak:
