@@ -10,11 +10,17 @@ each command is timed whole (process start, joining the cluster, actors loading 
 scan, decode, embed, writes). Rounds interleave the configurations; figures are medians.
 Target: the Ray engine on the machine's cores within 15% of the local engine's images/s.
 
+With --cluster-rows N it measures `organizer cluster` instead: a synthetic store of N 1280-d
+vectors, clustered with --max-fit M by the local engine and with --engine ray (2 nodes), the
+driver's peak anonymous memory (sampled from /proc) and whether both saved the same rows.
+
 Usage: bench_ray.py [--limit N] [--repeats N]
+       bench_ray.py --cluster-rows N [--max-fit M]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +34,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=None, help="photos of caltech101-8 (default: all)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cluster-rows", type=int, default=None, help="measure `cluster` on a synthetic store instead")
+    ap.add_argument("--max-fit", type=int, default=5000)
     args = ap.parse_args()
+    if args.cluster_rows:
+        return bench_cluster(args.cluster_rows, args.max_fit)
     from ray_engine.cluster import LocalCluster
 
     photos = subset(need(DATASETS / "caltech101-8"), WORK / f"ray-photos-{args.limit or 'all'}", args.limit)
@@ -45,29 +55,186 @@ def main() -> None:
                 if name in clusters:
                     cmd += ["--engine", "ray", "--ray-address", clusters[name].address]
                     env = clusters[name].env(ORGANIZER_USER_CACHE=ENV["ORGANIZER_USER_CACHE"])
+                load_before = os.getloadavg()[0]
+                sampler = NodesCpu(clusters)
                 res = run(cmd, env=env, rss=True)
+                nodes = sampler.stop()
                 info = parse_index(res["stdout"])
+                # CPU of the whole work: the command (local: with its decode processes) plus, on Ray,
+                # every process of its cluster's nodes (raylets, GCS, actors): less sensitive than
+                # wall time to what else runs on a shared machine
+                cpu = res["cpu_s"] + nodes.get(name, 0.0)
                 row = {"wall_s": res["wall_s"], "images_s": info["embedded"] / res["wall_s"],
-                       # the command's own CPU (Ray: the driver alone; local: with its decode processes)
-                       "command_cpu_s": res["cpu_s"],
+                       "command_cpu_s": res["cpu_s"], "cpu_s": cpu, "cpu_ms_per_image": 1000 * cpu / info["embedded"],
+                       "idle_clusters_cpu_s": sum(v for k, v in nodes.items() if k != name),
+                       "loadavg_before": load_before,
                        "driver_peak_rss_mib": res["peak_rss_main_mib"], "runtime": info["runtime"],
                        "embedded": info["embedded"], "loadavg": res["loadavg"]}
                 rows[name].append(row)
                 print(f"round {r + 1} {name:>10}: {row['images_s']:6.1f} images/s ({res['wall_s']:.1f} s, "
-                      f"driver peak {row['driver_peak_rss_mib']:.0f} MiB)", flush=True)
+                      f"{row['cpu_ms_per_image']:.1f} ms CPU an image, driver peak {row['driver_peak_rss_mib']:.0f} MiB, "
+                      f"load {load_before:.1f} -> {res['loadavg']:.1f})", flush=True)
     finally:
         for c in clusters.values():
             c.stop()
     med = {k: median([x["images_s"] for x in v]) for k, v in rows.items()}
+    cpu = {k: median([x["cpu_ms_per_image"] for x in v]) for k, v in rows.items()}
+    loads = [x[key] for v in rows.values() for x in v for key in ("loadavg_before", "loadavg")]
     result = {"machine": machine(), "photos": rows["local"][0]["embedded"], "repeats": args.repeats, "runs": rows,
-              "median_images_s": med,
+              "median_images_s": med, "median_cpu_ms_per_image": cpu, "loadavg_range": [min(loads), max(loads)],
               "overhead_2nodes_vs_local": 1 - med["ray-2nodes"] / med["local"],
+              "cpu_overhead_2nodes_vs_local": cpu["ray-2nodes"] / cpu["local"] - 1,
               "speedup_2nodes_vs_1node": med["ray-2nodes"] / med["ray-1node"]}
     for k, v in med.items():
-        print(f"{k:>10}: {v:6.1f} images/s (median of {args.repeats})")
-    print(f"Ray on 2 nodes vs local: {100 * result['overhead_2nodes_vs_local']:+.1f}% overhead (target <= 15%); "
-          f"2 nodes vs 1: {result['speedup_2nodes_vs_1node']:.2f}x")
+        print(f"{k:>10}: {v:6.1f} images/s, {cpu[k]:.1f} ms CPU an image (medians of {args.repeats})")
+    print(f"Ray on 2 nodes vs local: {100 * result['overhead_2nodes_vs_local']:+.1f}% overhead in images/s "
+          f"(target <= 15%), {100 * result['cpu_overhead_2nodes_vs_local']:+.1f}% in CPU an image; "
+          f"2 nodes vs 1: {result['speedup_2nodes_vs_1node']:.2f}x; load average {min(loads):.1f}-{max(loads):.1f}")
     save("ray" + (f"-{args.limit}" if args.limit else ""), result)
+
+
+class NodesCpu:
+    """CPU seconds the processes of LocalClusters' nodes use while it runs, sampled every 0.1 s.
+    Each node is a session of its own; Ray's workers (the actors) are in its session but in
+    process groups of their own, and die at the end of a run without their time reaching any
+    parent (so a before/after reading misses them): each process's last reading counts."""
+
+    def __init__(self, clusters):
+        import threading
+
+        self.sessions = {node.pid: name for name, c in clusters.items() for node in c.nodes}
+        self.first: dict[int, float] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+        self.read(first=True)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def read(self, first=False):
+        tick = os.sysconf("SC_CLK_TCK")
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                fields = stat[stat.rindex(")") + 2:].split()
+                name = self.sessions.get(int(fields[3]))  # field 6: the session
+                if name is not None:
+                    cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+                    pid = int(entry)
+                    if first:
+                        self.first[pid] = cpu
+                    self.last[pid] = (name, cpu)
+
+    def run(self):
+        while not self.done.wait(0.1):
+            self.read()
+
+    def stop(self) -> dict[str, float]:
+        self.done.set()
+        self.thread.join()
+        self.read()
+        out: dict[str, float] = {}
+        for pid, (name, cpu) in self.last.items():
+            out[name] = out.get(name, 0.0) + cpu - self.first.get(pid, 0.0)
+        return out
+
+
+class AnonPeak:
+    """Peak RssAnon and VmRSS of one process, sampled every 50 ms: a memory map's pages count in
+    VmRSS while they are resident, but they are the file's, given back under pressure."""
+
+    def __init__(self, pid: int):
+        import threading
+
+        self.pid, self.anon, self.rss = pid, 0, 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+
+    def sample(self):
+        while not self.done.wait(0.05):
+            try:
+                status = Path(f"/proc/{self.pid}/status").read_text()
+            except OSError:
+                return
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            self.anon = max(self.anon, int(fields.get("RssAnon", "0 kB").split()[0]) >> 10)
+            self.rss = max(self.rss, int(fields.get("VmRSS", "0 kB").split()[0]) >> 10)
+
+
+def synthetic_store(path: Path, n: int, dim: int = 1280, shard_rows: int = 4096) -> Path:
+    """n unit vectors around 60 centres (float16-exact, as the store keeps them), recorded as the
+    indexer records them, without images."""
+    import time
+
+    import numpy as np
+
+    from organizer.store import Store
+    from organizer.vectors import write_shard
+
+    store = Store(fresh_store(path))
+    store.set_meta("backbone", "efficientnet-lite0")
+    store.set_meta("dim", str(dim))
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(60, dim))
+    now = time.time()
+    for lo in range(0, n, shard_rows):
+        m = min(shard_rows, n - lo)
+        x = centres[rng.integers(0, 60, m)] + 0.9 * rng.normal(size=(m, dim))
+        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+        with store.transaction():
+            shard = write_shard(store, x)
+            rows = [(f"{lo + i:032x}", shard, i, now) for i in range(m)]
+            store.db.executemany("INSERT INTO images(id, shard, shard_row, feature_norm, created_at) "
+                                 "VALUES(?,?,?,1.0,?)", rows)
+            store.db.executemany("INSERT INTO files(path, image_id, size, mtime_ns, status, last_seen) "
+                                 "VALUES(?,?,0,0,'ok',?)", [(f"f/{r[0]}.jpg", r[0], now) for r in rows])
+    store.close()
+    return path
+
+
+def bench_cluster(n: int, max_fit: int) -> None:
+    import sqlite3
+    import subprocess
+    import time
+
+    from ray_engine.cluster import LocalCluster
+
+    store = synthetic_store(WORK / f"ray-cluster-{n}", n)
+    cluster = LocalCluster().start(workers=1)
+    out = {"machine": machine(), "rows": n, "max_fit": max_fit, "runs": {}}
+    saved = {}
+    try:
+        for name in ("local", "ray-2nodes"):
+            cmd = organizer("cluster", "--store", store, "--max-fit", max_fit)
+            env = ENV
+            if name != "local":
+                cmd += ["--engine", "ray", "--ray-address", cluster.address]
+                env = cluster.env(ORGANIZER_USER_CACHE=ENV["ORGANIZER_USER_CACHE"])
+            t = time.perf_counter()
+            proc = subprocess.Popen([str(c) for c in cmd], env=env, cwd=HERE.parent, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            peak = AnonPeak(proc.pid)
+            stdout, stderr = proc.communicate()
+            peak.done.set()
+            if proc.returncode:
+                raise RuntimeError(stderr[-3000:])
+            with sqlite3.connect(store / "organizer.db") as db:
+                cid = db.execute("SELECT MAX(id) FROM clusterings").fetchone()[0]
+                saved[name] = db.execute("SELECT image_id, cluster, core_cluster, probability, node FROM "
+                                         "cluster_members WHERE clustering_id=? ORDER BY image_id", (cid,)).fetchall()
+            out["runs"][name] = {"wall_s": round(time.perf_counter() - t, 1), "driver_peak_anon_mib": peak.anon,
+                                 "driver_peak_rss_mib": peak.rss, "loadavg": os.getloadavg()[0],
+                                 "summary": stdout.splitlines()[0]}
+            print(name, out["runs"][name], flush=True)
+    finally:
+        cluster.stop()
+    out["same_rows_saved"] = saved["local"] == saved["ray-2nodes"]
+    out["matrix_mib"] = n * 1280 * 4 >> 20
+    print(f"same rows saved: {out['same_rows_saved']}; the float32 matrix is {out['matrix_mib']} MiB")
+    save(f"ray-cluster-{n}", out)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ block and are committed every FLUSH_EVERY images. Ray retries the work of an act
 dies (Ray Data restarts its actors), and the sink drops a file it already received, so a file
 is never written twice.
 
-`predict_store_ray` and `map_row_chunks` run per-row work (the classifier, the cluster
-assignment of rows outside the fitted sample) as Ray tasks over vector shards.
+`predict_store_ray` runs the classifier as Ray tasks over vector shards; `cluster_inputs` /
+`rows_on_ray` run clustering's assignment of the rows outside its fitted sample as Ray tasks over
+parts of rows, bit-equal to the local path (organizer/cluster.py, ROW_ENGINE).
 
 Tested with Ray 2.60 (`map_batches(compute=ActorPoolStrategy(...))`; `concurrency=` is
 deprecated there)."""
@@ -345,8 +346,7 @@ def predict_store_ray(store: Store, *, address: str | None = None, workers: int 
 def map_row_chunks(fn, shared, chunks, *, address: str | None = None, workers: int | None = None):
     """Yield fn(shared, chunk) for each chunk (arrays of rows), in order, computed as Ray tasks;
     `shared` (a fitted model, a sample's embedding) goes to the object store once, and at most
-    2 x workers chunks are in flight. For per-row steps such as assigning the rows outside a
-    clustering's fitted sample: see `assign_rest`."""
+    2 x workers chunks are in flight (the next chunk is read only when a slot is free)."""
     ray = _ray()
     connect(address)
     window = 2 * (workers or cluster_cpus())
@@ -361,32 +361,139 @@ def map_row_chunks(fn, shared, chunks, *, address: str | None = None, workers: i
         yield ray.get(ref)
 
 
-def _assign_chunk(shared, X):
-    from organizer.discover.cluster import _vote
-
-    reducer, E_fit, labels_fit, probs_fit, k = shared
-    return _vote(E_fit, labels_fit, probs_fit, reducer.transform(X), k)
+# -- cluster: the rows outside the fitted sample ------------------------------------------
+ROWS_PER_TASK = 4096   # 20 MB of 1280-d float32 a task; a multiple of cluster._BLOCK (results are then bit-equal)
 
 
-def assign_rest(reducer, E_fit, labels_fit, probs_fit, X_rest, *, k: int = 15, chunk_rows: int = 65536,
-                address: str | None = None, workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """cluster.py's assignment of rows outside the fitted sample (UMAPReducer.transform, then the
-    kNN vote over the sample's labels) as Ray tasks over chunks of rows: (labels, probabilities),
-    as `HDBSCANClusterer.fit` computes them for `rest`. `X_rest` may be any row-sliceable array
-    (a memory map of shards)."""
-    import copy
+def row_engine(address: str | None = None, workers: int | None = None, rows_per_task: int = ROWS_PER_TASK):
+    """A `cluster.ROW_ENGINE` on Ray: the per-row steps of the rows outside the fitted sample
+    (their UMAP placement, their group-tree vote) as one task per `rows_per_task` rows. The
+    driver reads a part's rows (X may be a memory map) only when its task is sent."""
+    from organizer.discover.cluster import _BLOCK
 
-    slim = copy.copy(reducer)  # what transform needs: the sample's PCA and embedding, not umap or all rows
-    slim._index = None         # a faiss index does not travel; each task builds its own
-    for heavy in ("reducer_", "embedding_"):
-        if hasattr(slim, heavy):
-            setattr(slim, heavy, None)
-    shared = (slim, np.asarray(E_fit, np.float32), np.asarray(labels_fit), np.asarray(probs_fit, np.float32), k)
-    chunks = (np.asarray(X_rest[i:i + chunk_rows], np.float32) for i in range(0, len(X_rest), chunk_rows))
-    labels, probs = [], []
-    for lab, pr in map_row_chunks(_assign_chunk, shared, chunks, address=address, workers=workers):
-        labels.append(lab)
-        probs.append(pr)
-    if not labels:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return np.concatenate(labels), np.concatenate(probs)
+    if rows_per_task <= 0 or rows_per_task % _BLOCK:
+        raise ValueError(f"rows_per_task must be a multiple of {_BLOCK}: a row's bits depend on its block")
+    connect(address)
+
+    def run(fn, shared, X, rows):
+        parts = (np.ascontiguousarray(X[rows[i:i + rows_per_task]], np.float32)
+                 for i in range(0, len(rows), rows_per_task))
+        return map_row_chunks(fn, shared, parts, address=address, workers=workers)
+
+    return run
+
+
+class _RowsOnRay:
+    def __init__(self, engine):
+        self.engine, self.token = engine, None
+
+    def __enter__(self):
+        from organizer.discover.cluster import ROW_ENGINE
+
+        self.token = ROW_ENGINE.set(self.engine)
+        return self
+
+    def __exit__(self, *exc):
+        from organizer.discover.cluster import ROW_ENGINE
+
+        ROW_ENGINE.reset(self.token)
+
+
+def rows_on_ray(address: str | None = None, workers: int | None = None, **kw) -> _RowsOnRay:
+    """Joins the cluster now (a wrong address fails before any work); inside `with`, clustering
+    assigns the rows outside its fitted sample on Ray, with the same results as here."""
+    return _RowsOnRay(row_engine(address, workers, **kw))
+
+
+STAGE_BYTES = 256 << 20  # a row selection larger than this is staged on disk, not copied into memory
+
+
+class StagedRows(np.memmap):
+    """A read-only float32 memory map of vectors staged in a folder. A large selection of its rows
+    (X[rows] or X[mask] above STAGE_BYTES: cluster.py's copy joining clusters X[keep], nearly
+    all of it) is staged as another map instead of copied into memory. Values are numpy's own;
+    only where they live differs."""
+
+    def __getitem__(self, key):
+        folder = getattr(self, "stage_dir", None)
+        if folder is not None and isinstance(key, np.ndarray) and key.ndim == 1 and self.ndim == 2:
+            rows = np.flatnonzero(key) if key.dtype == bool else key
+            if len(rows) * self.shape[1] * self.itemsize > STAGE_BYTES:
+                base = self.view(np.memmap)
+
+                def fill(out):
+                    for i in range(0, len(rows), 65536):
+                        out[i:i + 65536] = base[rows[i:i + 65536]]
+
+                return stage_rows(folder, fill, len(rows), self.shape[1])
+            return self.view(np.ndarray)[key]  # a small selection: an ordinary array, in memory
+        return super().__getitem__(key)
+
+
+def stage_rows(folder: Path, fill, n: int, dim: int) -> StagedRows:
+    """An n x dim float32 file in `folder`, written by fill(writable map), mapped read-only; the file
+    is removed at once (it lasts as long as the map), and any a killed run left goes."""
+    from organizer.store import disk_full_guard
+
+    folder = Path(folder)
+    for old in folder.glob(".cluster-*.f32"):
+        if not _pid_alive(old.stem.split("-")[1]):
+            old.unlink(missing_ok=True)
+    path = folder / f".cluster-{os.getpid()}-{os.urandom(4).hex()}.f32"
+    try:
+        with disk_full_guard(folder, f"staged vectors {path.name}"):
+            out = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, dim))
+            fill(out)
+            out.flush()
+            del out
+        X = np.memmap(path, dtype=np.float32, mode="r", shape=(n, dim)).view(StagedRows)
+        X.stage_dir = folder
+    finally:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:  # a system that cannot remove an open file: the next run does
+            pass
+    return X
+
+
+def staged_vectors(store: Store) -> tuple[list[str], np.ndarray]:
+    """Every present image's vector, in `vectors.load_vectors`' order, staged (`stage_rows`) in the
+    store's folder: 4 bytes a dimension an image on disk. Clustering takes its sample and then
+    the other rows part by part, so the driver never holds the whole matrix in memory."""
+    from organizer.store.vectors import iter_present_vectors
+
+    rows = store.db.execute(
+        "SELECT i.rowid, i.id FROM images i WHERE i.shard IS NOT NULL AND EXISTS "
+        "(SELECT 1 FROM files f WHERE f.image_id = i.id AND f.status='ok') ORDER BY i.rowid").fetchall()
+    ids = [r[1] for r in rows]
+    dim = int(store.get_meta("dim") or 0)
+    if not ids:
+        return [], np.zeros((0, dim), np.float32)
+    rowids = np.array([r[0] for r in rows], np.int64)
+    del rows
+
+    def fill(out):  # shard by shard, each row to its place in the id order
+        for shard_rowids, vectors in iter_present_vectors(store):
+            out[np.searchsorted(rowids, shard_rowids)] = vectors
+
+    return ids, stage_rows(store.root, fill, len(ids), dim)
+
+
+def _pid_alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def cluster_inputs(store: Store, *, address: str | None = None, workers: int | None = None):
+    """(ids, vectors, context) for `Library.cluster(engine="ray")`: the cluster joined first, the
+    vectors staged as a memory map, and the context that runs the assignment on Ray."""
+    on = rows_on_ray(address, workers)
+    ids, X = staged_vectors(store)
+    return ids, X, on

@@ -44,11 +44,16 @@ def index(folder: str = typer.Argument(..., help="Folder of images (never writte
 @guarded
 def cluster(store: Optional[str] = StoreOpt,
             min_cluster_size: Optional[int] = typer.Option(None, help="Smallest group a person would name (default 10, at any library size)."),
-            seed: int = typer.Option(0, help="Same seed, same clusters.")):
+            seed: int = typer.Option(0, help="Same seed, same clusters."),
+            max_fit: Optional[int] = typer.Option(None, help="Images UMAP and HDBSCAN are fitted on (default 20,000); "
+                                                  "every other image takes the group its neighbours in them are in."),
+            engine: str = EngineOpt, ray_address: Optional[str] = RayAddressOpt,
+            workers: Optional[int] = typer.Option(None, help="With --engine ray: tasks at once (default: the cluster's CPUs).")):
     """Discover groups (UMAP + HDBSCAN). Names live on images, so nothing is lost."""
     lib = open_library(store)
     with stderr_console().status("clustering..."):
-        result = lib.cluster(min_cluster_size=min_cluster_size, seed=seed)
+        result = lib.cluster(min_cluster_size=min_cluster_size, seed=seed, max_fit=max_fit, engine=engine,
+                             ray_address=ray_address, workers=workers)
     typer.echo(f"{result.clusters} clusters over {result.images} images; "
                f"{result.unsorted} unsorted (clustering {result.clustering_id})")
     _print_clusters(lib.clusters(samples=3))

@@ -22,8 +22,10 @@ All-identical vectors form one cluster.
 """
 from __future__ import annotations
 
+import copy
 import time
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +33,38 @@ import numpy as np
 from organizer.discover.hierarchy import near_copy_representatives, neighbour_graph
 
 _CHUNK = 65536  # rows per chunk for transform / kNN queries: bounds peak memory
+_BLOCK = 1024   # rows per projection block (see UMAPReducer._project)
+
+
+# -- rows outside the fitted sample: the same bits here or on a cluster ------------------------
+# Each such row's result is the same bits whatever part of the rows it is computed in, and in
+# whatever process, provided the parts are whole _BLOCKs (see _stable_knn, UMAPReducer._project). So
+# ROW_ENGINE (organizer/engine_ray.py sets it for `cluster --engine ray`) may run fn(shared, X[part])
+# anywhere, over parts of `rows` that are multiples of _BLOCK rows, yielding the results in order.
+ROW_ENGINE: ContextVar = ContextVar("organizer_row_engine", default=None)
+
+
+def _map_rows(fn, shared, X, rows):
+    engine = ROW_ENGINE.get()
+    if engine is not None:
+        return engine(fn, shared, X, rows)
+    return (fn(shared, X[rows[i:i + _CHUNK]]) for i in range(0, len(rows), _CHUNK))
+
+
+def _stable_knn(index, base, Q, k):
+    """(squared distances, indices) of the k nearest rows of `base` to each row of Q, nearest first,
+    ties to the lower row. faiss finds 2k candidates; their distances are then recomputed row by
+    row, because faiss's own (BLAS) distances change in the last bits with the batch and the number
+    of threads, and a neighbour's weight with them."""
+    kk = int(min(2 * k, len(base)))
+    _, cand = _knn_query(index, Q, kk)
+    d = np.empty(cand.shape, np.float32)
+    for i in range(0, len(Q), _BLOCK):
+        d[i:i + _BLOCK] = np.square(Q[i:i + _BLOCK, None, :] - base[cand[i:i + _BLOCK]]).sum(axis=2)
+    by_row = np.argsort(cand, axis=1)
+    cand, d = np.take_along_axis(cand, by_row, 1), np.take_along_axis(d, by_row, 1)
+    near = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, near, 1), np.take_along_axis(cand, near, 1)
 
 
 def sample_indices(n: int, max_fit: int | None, seed: int) -> np.ndarray:
@@ -113,8 +147,12 @@ class UMAPReducer:
         emb = np.empty((n, fitted.shape[1]), dtype=np.float32)
         emb[idx] = fitted
         rest = np.setdiff1d(np.arange(n), idx, assume_unique=True)
-        for i in range(0, len(rest), _CHUNK):
-            emb[rest[i:i + _CHUNK]] = self.transform(X[rest[i:i + _CHUNK]])
+        slim = copy.copy(self)
+        slim.reducer_ = None  # transform needs the sample's projection and embedding, not umap's graph
+        at = 0
+        for part in _map_rows(UMAPReducer.transform, slim, X, rest):
+            emb[rest[at:at + len(part)]] = part
+            at += len(part)
         self.embedding_ = emb
         return self
 
@@ -135,7 +173,21 @@ class UMAPReducer:
         return X
 
     def _project(self, X):
-        return np.ascontiguousarray((X - self.mean_) @ self.components_.T, dtype=np.float32)
+        """(X - mean) @ components.T in blocks of _BLOCK rows (the last one padded) on one BLAS
+        thread: BLAS results change in the last bits with the matrix size, a row's place in it and
+        the threads; fixed blocks give a row the same bits in any batch that starts at a multiple
+        of _BLOCK, in any process. It is a tenth of a transform's work."""
+        from threadpoolctl import threadpool_limits
+
+        Xc = np.asarray(X, np.float32) - self.mean_
+        out = np.empty((len(Xc), len(self.components_)), np.float32)
+        with threadpool_limits(1, user_api="blas"):
+            for i in range(0, len(Xc), _BLOCK):
+                part = Xc[i:i + _BLOCK]
+                if len(part) < _BLOCK:
+                    part = np.concatenate([part, np.zeros((_BLOCK - len(part), Xc.shape[1]), np.float32)])
+                out[i:i + _BLOCK] = (part @ self.components_.T)[:len(out) - i]
+        return out
 
     def transform(self, X):
         """Place new rows at the similarity-weighted mean of their n_neighbors nearest
@@ -147,7 +199,7 @@ class UMAPReducer:
             self._index = _knn_index(self.fit_projected_)
         k = int(min(self.n_neighbors, len(self.fit_embedding_)))
         for i in range(0, len(X), _CHUNK):
-            d, nbr = _knn_query(self._index, self._project(self._prep(X[i:i + _CHUNK])), k)
+            d, nbr = _stable_knn(self._index, self.fit_projected_, self._project(self._prep(X[i:i + _CHUNK])), k)
             d = np.sqrt(np.maximum(d, 0))
             w = np.exp(-(d - d[:, :1]) / np.maximum((d - d[:, :1]).mean(axis=1, keepdims=True), 1e-6))
             out[i:i + _CHUNK] = np.einsum("mk,mkc->mc", w / w.sum(axis=1, keepdims=True),
@@ -225,8 +277,8 @@ class HDBSCANClusterer:
         rest = np.setdiff1d(np.arange(n), idx, assume_unique=True)
         if len(rest):
             compact, node_code = np.unique(node_fit, return_inverse=True)   # node ids -> 0..K-1
-            code, probs[rest] = _vote(E[idx], node_code.astype(np.int64) - int(compact[0] < 0),
-                                      strength, E[rest], self.vote_k)
+            fit = (E[idx], node_code.astype(np.int64) - int(compact[0] < 0), strength, self.vote_k)
+            code, probs[rest] = (np.concatenate(p) for p in zip(*_map_rows(_vote_rows, fit, E, rest)))
             voted = np.where(code >= 0, compact[np.maximum(code + int(compact[0] < 0), 0)], -1)
             nodes[rest] = voted
             flat_of = {v: i for i, v in enumerate(selected)}
@@ -276,17 +328,22 @@ class ClusterResult:
         return int(self.labels.max() + 1) if len(self.labels) else 0
 
 
+def _vote_rows(fit, E_rest):
+    return _vote(*fit[:3], E_rest, fit[3])
+
+
 def _vote(E_fit, labels_fit, probs_fit, E_rest, k):
     """Label of each E_rest row by majority of its k nearest E_fit rows (-1 counts as a label);
     probability = share of the vote times those neighbours' mean membership."""
-    index = _knn_index(np.ascontiguousarray(E_fit, dtype=np.float32))
+    E_fit = np.ascontiguousarray(E_fit, dtype=np.float32)
+    index = _knn_index(E_fit)
     k = int(min(k, len(E_fit)))
     shift = 1  # labels -1.. -> 0..
     n_labels = int(labels_fit.max()) + 1 + shift
     out_l = np.empty(len(E_rest), dtype=np.int64)
     out_p = np.empty(len(E_rest), dtype=np.float32)
     for i in range(0, len(E_rest), _CHUNK):
-        _, nbr = _knn_query(index, np.ascontiguousarray(E_rest[i:i + _CHUNK], dtype=np.float32), k)
+        _, nbr = _stable_knn(index, E_fit, np.ascontiguousarray(E_rest[i:i + _CHUNK], dtype=np.float32), k)
         votes = labels_fit[nbr] + shift
         counts = np.zeros((len(nbr), n_labels), dtype=np.int32)
         np.add.at(counts, (np.arange(len(nbr))[:, None], votes), 1)
@@ -343,7 +400,7 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     """Cluster n×d vectors (any scale; cosine geometry). ``overrides`` replace keys of
     default_params(n); ``min_cluster_size`` is the smallest group.
     Degenerate inputs: n < min_points -> all -1; all rows identical -> one cluster."""
-    X = np.asarray(X, dtype=np.float32)
+    X = np.asanyarray(X, dtype=np.float32)  # a memory map stays one (engine_ray.StagedRows)
     if X.ndim != 2:
         raise ValueError(f"expected a 2-D array of vectors, got shape {X.shape}")
     if not all(np.isfinite(X[i:i + _CHUNK]).all() for i in range(0, len(X), _CHUNK)):

@@ -22,13 +22,27 @@ MAP_MAX_POINTS = 50_000  # beyond this the map shows a fixed random sample (UMAP
 class GroupsMixin:
     # -- discovering --------------------------------------------------------------
     def cluster(self, *, min_cluster_size: int | None = None, seed: int = 0, suggest: bool = True,
-                keep_empty: bool = True) -> Grouping:
+                keep_empty: bool = True, engine: str = "local", ray_address: str | None = None,
+                workers: int | None = None, max_fit: int | None = None) -> Grouping:
         """Group every image anew. keep_empty=False refuses (saving nothing) a grouping that leaves
-        every image unsorted, so a person's current groups are not replaced by none."""
+        every image unsorted, so a person's current groups are not replaced by none. engine "ray"
+        assigns the images outside the fitted sample (max_fit, default 20,000) on a Ray cluster."""
+        import contextlib
+
         from organizer.discover.cluster import cluster_vectors
         from organizer.store.vectors import load_vectors
 
-        ids, X = load_vectors(self.store)
+        if engine not in ("local", "ray"):
+            raise StoreError(f"unknown engine {engine!r}: use local or ray")
+        if max_fit is not None and max_fit < 50:
+            raise StoreError(f"a fit sample of {max_fit} images is too small to find groups in: choose at least 50 "
+                             "(default 20,000); nothing was changed")
+        if engine == "ray":
+            from organizer.engine_ray import cluster_inputs
+
+            ids, X, on = cluster_inputs(self.store, address=ray_address, workers=workers)
+        else:
+            (ids, X), on = load_vectors(self.store), contextlib.nullcontext()
         if not ids:
             raise StoreError("no embedded images to cluster: run `organizer index FOLDER` first")
         if min_cluster_size is not None and min_cluster_size < 2:
@@ -37,7 +51,9 @@ class GroupsMixin:
         if min_cluster_size is not None and min_cluster_size > max(2, len(ids) // 2):
             raise StoreError(f"a smallest group of {min_cluster_size} cannot be met by {len(ids)} images: "
                              f"choose at most {max(2, len(ids) // 2)} (or automatic); nothing was changed")
-        result = cluster_vectors(X, min_cluster_size=min_cluster_size, seed=seed)
+        with on:
+            result = cluster_vectors(X, min_cluster_size=min_cluster_size, seed=seed,
+                                     **({"max_fit": int(max_fit)} if max_fit else {}))
         n_clusters = int(result.labels.max()) + 1 if len(result.labels) and result.labels.max() >= 0 else 0
         if not n_clusters and not keep_empty:
             raise StoreError(f"these settings find no group in {len(ids)} images (all would be unsorted): "
