@@ -55,6 +55,18 @@ def embedder():
     return _embedder(store_dir(), lib.backbone or "")
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _derived(path: str, version: tuple, what: str, n: int):
+    return getattr(_open(path), what)(n)
+
+
+def derived(what: str, n: int):
+    """`Library.<what>(n)` (review, label_issues), computed once per state of the store: on a large
+    library they take seconds, and every click reruns the page."""
+    with run_lock():
+        return _derived(store_dir(), library().version(), what, n)
+
+
 # -- messages that survive the rerun a button causes, shown next to the action ------------------
 def new_run() -> None:
     """app.py calls this once per run: messages from before the last run are overdue."""

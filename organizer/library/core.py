@@ -137,6 +137,15 @@ class LibraryCore:
         """images, labeled, error, missing, ... (see Store.counts)."""
         return self.store.counts()
 
+    def version(self) -> tuple:
+        """Changes whenever anything a person or a model could see changes (a name, a group, a model,
+        new images): a key for caching what is derived from the store (the review queue, label issues)."""
+        db = self.store.db
+        return (tuple(db.execute("SELECT MAX(id), MAX(undone_at) FROM history").fetchone()),
+                db.execute("SELECT MAX(id) FROM models WHERE current=1").fetchone()[0],
+                self.store.current_clustering_id(), tuple(db.execute("SELECT COUNT(*), MAX(rowid), MAX(created_at) FROM labels").fetchone()),
+                db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+
     def has_groups(self) -> bool:
         return self.store.current_clustering_id() is not None
 

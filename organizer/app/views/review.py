@@ -42,7 +42,7 @@ right.button(f"Retrain with {since} new answers" if since else "Retrain", type="
              on_click=retrain)
 
 common.show_messages("review")
-queue = lib.review(BATCH)
+queue = common.derived("review", BATCH)
 if not queue:
     st.success("Nothing left to review: a person has checked every image.")
     st.stop()

@@ -128,7 +128,7 @@ if len(versions) > 1:
                 cols[5].button("Make current", key=f"use:{v.id}", on_click=make_current, args=(v.id,))
 
 with st.expander("Labels that look wrong"):
-    issues = lib.label_issues(24)
+    issues = common.derived("label_issues", 24)
     if not issues:
         st.write("No suspicious labels.")
     else:
