@@ -39,7 +39,7 @@ _BLOCK = 1024   # rows per projection block (see UMAPReducer._project)
 # -- rows outside the fitted sample: the same bits here or on a cluster ------------------------
 # Each such row's result is the same bits whatever part of the rows it is computed in, and in
 # whatever process, provided the parts are whole _BLOCKs (see _stable_knn, UMAPReducer._project). So
-# ROW_ENGINE (organizer/engine_ray.py sets it for `cluster --engine ray`) may run fn(shared, X[part])
+# ROW_ENGINE (organizer/engine_ray/rows.py sets it for `cluster --engine ray`) may run fn(shared, X[part])
 # anywhere, over parts of `rows` that are multiples of _BLOCK rows, yielding the results in order.
 ROW_ENGINE: ContextVar = ContextVar("organizer_row_engine", default=None)
 
@@ -400,7 +400,7 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     """Cluster n×d vectors (any scale; cosine geometry). ``overrides`` replace keys of
     default_params(n); ``min_cluster_size`` is the smallest group.
     Degenerate inputs: n < min_points -> all -1; all rows identical -> one cluster."""
-    X = np.asanyarray(X, dtype=np.float32)  # a memory map stays one (engine_ray.StagedRows)
+    X = np.asanyarray(X, dtype=np.float32)  # a memory map stays one (engine_ray/rows.py: StagedRows)
     if X.ndim != 2:
         raise ValueError(f"expected a 2-D array of vectors, got shape {X.shape}")
     if not all(np.isfinite(X[i:i + _CHUNK]).all() for i in range(0, len(X), _CHUNK)):

@@ -207,7 +207,7 @@ def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "au
                  max_pixels: int | None = None, thumb_size: int = 256,
                  progress: Callable[[int, int], None] | None = None, produce=None) -> IndexReport:
     """produce: the read (and maybe embed) step, default `produce_local` (decode processes here,
-    inference threads in the sink); engine_ray.ray_producer runs it on a Ray cluster's actors.
+    inference threads in the sink); engine_ray/index.py: ray_producer runs it on a Ray cluster's actors.
     Whichever produces, this process alone writes the store."""
     from organizer.embed import get_embedder
     from organizer.embed.registry import canonical

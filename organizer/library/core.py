@@ -36,7 +36,7 @@ class LibraryCore:
         if engine not in ENGINES:
             raise StoreError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
         if engine == "ray":
-            from organizer.engine_ray import ray_producer
+            from organizer.engine_ray.index import ray_producer
 
             check_folder(self.store, Path(folder).expanduser())  # a wrong folder fails before the cluster starts
             options["produce"] = ray_producer(ray_address)  # joins (or starts) the cluster now

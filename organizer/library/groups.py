@@ -38,7 +38,7 @@ class GroupsMixin:
             raise StoreError(f"a fit sample of {max_fit} images is too small to find groups in: choose at least 50 "
                              "(default 20,000); nothing was changed")
         if engine == "ray":
-            from organizer.engine_ray import cluster_inputs
+            from organizer.engine_ray.rows import cluster_inputs
 
             ids, X, on = cluster_inputs(self.store, address=ray_address, workers=workers)
         else:

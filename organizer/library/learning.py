@@ -91,7 +91,7 @@ class LearningMixin:
     def predict(self, *, engine: str = "local", ray_address: str | None = None, workers: int | None = None) -> int:
         """Predict every present image; engine "ray" runs the classifier as Ray tasks over shards."""
         if engine == "ray":
-            from organizer.engine_ray import predict_store_ray
+            from organizer.engine_ray.predict import predict_store_ray
 
             return predict_store_ray(self.store, address=ray_address, workers=workers)
         if engine != "local":

@@ -16,7 +16,7 @@ from support import ROOT, run_cli
 SCRIPT = r"""
 import json, sys, tempfile
 import numpy as np
-from organizer import engine_ray
+from organizer.engine_ray import rows as ray_rows
 from organizer.discover import cluster
 
 rng = np.random.default_rng(0)   # 8 blobs with a spread: a real tree and a vote to cast
@@ -28,12 +28,12 @@ local = cluster.cluster_vectors(X, max_fit=600)
 # the Ray driver's input as `cluster --engine ray` has it: a staged memory map, whose big row
 # selections (copy joining clusters X[keep]) are staged too
 staged = []
-stage = engine_ray.stage_rows
-engine_ray.stage_rows = lambda folder, fill, n, dim: staged.append(n) or stage(folder, fill, n, dim)
-engine_ray.STAGE_BYTES = 200_000  # above the 600-row sample (154 kB), below X[keep]
-Xs = engine_ray.stage_rows(tempfile.mkdtemp(), lambda out: out.__setitem__(slice(None), X), *X.shape)
+stage = ray_rows.stage_rows
+ray_rows.stage_rows = lambda folder, fill, n, dim: staged.append(n) or stage(folder, fill, n, dim)
+ray_rows.STAGE_BYTES = 200_000  # above the 600-row sample (154 kB), below X[keep]
+Xs = ray_rows.stage_rows(tempfile.mkdtemp(), lambda out: out.__setitem__(slice(None), X), *X.shape)
 parts = []
-on = engine_ray.rows_on_ray(sys.argv[1], rows_per_task=1024)
+on = ray_rows.rows_on_ray(sys.argv[1], rows_per_task=1024)
 engine = on.engine
 def counting(fn, shared, X, rows):   # the parts really go through the Ray engine
     for out in engine(fn, shared, X, rows):
@@ -43,7 +43,7 @@ on.engine = counting
 with on:
     remote = cluster.cluster_vectors(Xs, max_fit=600)
 try:
-    engine_ray.row_engine(sys.argv[1], rows_per_task=1000)
+    ray_rows.row_engine(sys.argv[1], rows_per_task=1000)
     refused = False
 except ValueError:
     refused = True
