@@ -34,8 +34,8 @@ def test_old_store_keeps_everything_and_works(old_store):
     lib = Library(old_store, create=False)
     try:
         status = lib.status()
-        assert status["images"] == 15 and status["labeled"] == 15
-        assert status["model"] is not None and status["model"]["id"] == 2
+        assert status.images == 15 and status.labeled == 15
+        assert status.model is not None and status.model.id == 2
         labels = lib.store.labels()
         assert sorted(set(labels.values())) == ["airplane", "bonsai", "sunflower"]
         groups = [c for c in lib.clusters() if c.id >= 0]
@@ -52,7 +52,7 @@ def test_old_store_keeps_everything_and_works(old_store):
     run_cli("undo", "2", "--store", old_store)  # the hand label, then cluster 2's name "sunflower"
     lib = Library(old_store, create=False)
     try:
-        assert "sunflower" not in lib.store.labels().values() and lib.status()["labeled"] == 10
+        assert "sunflower" not in lib.store.labels().values() and lib.status().labeled == 10
     finally:
         lib.close()
     run_cli("train", "--store", old_store)

@@ -246,13 +246,12 @@ def export(format: str = typer.Option("csv", "--format", help="csv, json, xmp (s
 def status(store: Optional[str] = StoreOpt, errors: bool = typer.Option(False, "--errors")):
     """What the store holds."""
     lib = open_library(store)
-    info = lib.status()
+    info = dataclasses.asdict(lib.status())
     model = info.pop("model")
     for k, v in info.items():
         typer.echo(f"{k:>12}: {v}")
     if model:
-        metrics = json.loads(model["metrics"])
-        typer.echo(f"{'model':>12}: {model['id']} ({model['n_train']} labeled, accuracy {metrics.get('accuracy')})")
+        typer.echo(f"{'model':>12}: {model['id']} ({model['n_labels']} labeled, accuracy {model['accuracy']})")
     if errors:
         for path, error in lib.errors():
             typer.echo(f"{path}: {error}")

@@ -13,7 +13,7 @@ from organizer.library.learning import LearningMixin
 from organizer.library.outputs import OutputsMixin
 from organizer.library.upkeep import UpkeepMixin
 from organizer.library.results import (ClusterInfo, Grouping, HistoryEntry, ImageInfo, LabelIssue, ModelInfo,
-                                       Prediction, ReviewItem)
+                                       Overview, Prediction, ReviewItem, Status)
 from organizer.embed import BackboneError
 from organizer.store import StoreError, default_store_dir
 
@@ -23,4 +23,4 @@ class Library(GroupsMixin, LearningMixin, OutputsMixin, UpkeepMixin, LibraryCore
 
 
 __all__ = ["BackboneError", "StoreError", "ClusterInfo", "Grouping", "HistoryEntry", "ImageInfo", "LabelIssue", "Library", "ModelInfo",
-           "Prediction", "ReviewItem", "clean_name", "default_store_dir"]
+           "Overview", "Prediction", "ReviewItem", "Status", "clean_name", "default_store_dir"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from organizer.library.results import ImageInfo
+from organizer.library.results import ImageInfo, Overview, Status
 from organizer.store import Store, StoreError, default_store_dir
 
 ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -157,31 +157,25 @@ class LibraryCore:
         """{image id: its first path in the library} (relative to the indexed folder)."""
         return self.store.primary_paths(image_ids)
 
-    def status(self) -> dict:
+    def status(self) -> Status:
         counts = self.store.counts()
-        model = self.store.current_model()
-        return {"store": str(self.store.root), "library": str(self.store.library_root or ""),
-                "backbone": self.store.backbone, **counts,
-                "clusterings": self.store.db.execute("SELECT COUNT(*) FROM clusterings").fetchone()[0],
-                "model": dict(model) if model else None}
+        return Status(str(self.store.root), str(self.store.library_root or ""), self.store.backbone,
+                      counts["images"], counts["labeled"], counts["ok"], counts["error"], counts["missing"],
+                      self.store.db.execute("SELECT COUNT(*) FROM clusterings").fetchone()[0], self.current_model())
 
     def errors(self) -> list[tuple[str, str]]:
         """(path, why) of every file that could not be indexed."""
         return [(r[0], r[1]) for r in self.store.db.execute(
             "SELECT path, error FROM files WHERE status='error' ORDER BY path")]
 
-    def overview(self) -> dict:
+    def overview(self) -> Overview:
         """status() plus what the Library page shows: failed files, recent groupings and models, names."""
         import json
 
-        info = self.status()
-        info["errors"] = self.errors()
-        info["clusterings"] = [{**dict(r), "params": json.loads(r["params"])} for r in self.store.db.execute(
+        clusterings = [{**dict(r), "params": json.loads(r["params"])} for r in self.store.db.execute(
             "SELECT id, created_at, params, seed, n_images, n_clusters FROM clusterings ORDER BY id DESC LIMIT 5")]
-        info["models"] = self.models()[::-1][:5]
-        info["label_names"] = self.label_names()
-        info["n_clusters"] = len({c for c, _ in self.store.cluster_assignments().values() if c >= 0})
-        return info
+        return Overview(self.status(), self.errors(), clusterings, self.models()[::-1][:5], self.label_names(),
+                        len({c for c, _ in self.store.cluster_assignments().values() if c >= 0}))
 
     def label_names(self) -> list[tuple[str, int]]:
         """Names in use, most used first."""

@@ -7,8 +7,8 @@ from organizer.learn.label_issues import LabelIssue
 from organizer.learn.versions import ModelInfo
 from organizer.store.history import HistoryEntry
 
-__all__ = ["ClusterInfo", "Grouping", "HistoryEntry", "ImageInfo", "LabelIssue", "ModelInfo", "Prediction",
-           "ReviewItem"]
+__all__ = ["ClusterInfo", "Grouping", "HistoryEntry", "ImageInfo", "LabelIssue", "ModelInfo", "Overview", "Prediction",
+           "ReviewItem", "Status"]
 
 
 @dataclass
@@ -70,3 +70,29 @@ class Prediction:
     label: str                        # "unknown" below the class threshold
     best: str                         # the most likely class, whatever the threshold
     confidence: float
+
+
+@dataclass
+class Status:
+    """What a store holds."""
+    store: str                        # the store's folder
+    library: str                      # the indexed image folder ("" before the first index)
+    backbone: str | None
+    images: int                       # embedded images
+    labeled: int                      # images carrying a name
+    ok: int                           # files indexed
+    error: int                        # files that could not be read
+    missing: int                      # files gone from the folder since they were indexed
+    clusterings: int
+    model: ModelInfo | None           # the current model
+
+
+@dataclass
+class Overview:
+    """Status plus what the app's Library page lists."""
+    status: Status
+    errors: list[tuple[str, str]]     # (path, why) of every file that could not be read
+    clusterings: list[dict]           # the last five: id, created_at, params (dict), seed, n_images, n_clusters
+    models: list[ModelInfo]           # the last five, newest first
+    label_names: list[tuple[str, int]]
+    n_clusters: int

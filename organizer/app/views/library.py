@@ -47,8 +47,9 @@ def when(ts: float) -> str:
 st.title("Library")
 common.show_messages()
 info = lib.overview()
+status = info.status
 
-if not info["images"] and not info["error"]:
+if not status.images and not status.error:
     st.markdown("This store is empty. Give it a folder of images: organizer reads them (never writes there), "
                 "makes a thumbnail and a vector for each, then groups similar ones.")
     with st.form("index-new"):
@@ -64,27 +65,27 @@ if not info["images"] and not info["error"]:
     st.stop()
 
 cols = st.columns(6)
-cols[0].metric("Images", info["images"])
-cols[1].metric("Groups", info["n_clusters"])
-cols[2].metric("Named images", info["labeled"])
-cols[3].metric("Names", len(info["label_names"]))
-cols[4].metric("Failed files", info["error"])
-cols[5].metric("Missing files", info["missing"])
-st.markdown(f"Folder: `{info['library']}` · image model: `{info['backbone']}` · store: `{info['store']}`")
+cols[0].metric("Images", status.images)
+cols[1].metric("Groups", info.n_clusters)
+cols[2].metric("Named images", status.labeled)
+cols[3].metric("Names", len(info.label_names))
+cols[4].metric("Failed files", status.error)
+cols[5].metric("Missing files", status.missing)
+st.markdown(f"Folder: `{status.library}` · image model: `{status.backbone}` · store: `{status.store}`")
 
-if st.button("Re-index (only new and changed files)", disabled=not info["library"]):
-    if run_index(info["library"]):
+if st.button("Re-index (only new and changed files)", disabled=not status.library):
+    if run_index(status.library):
         st.rerun()
 
-if info["label_names"]:
+if info.label_names:
     st.subheader("Names")
-    st.dataframe([{"name": n, "images": k} for n, k in info["label_names"]], hide_index=True)
+    st.dataframe([{"name": n, "images": k} for n, k in info.label_names], hide_index=True)
 
 st.subheader("Last runs")
 runs = [{"when": when(r["created_at"]), "run": f"grouping {r['id']}",
          "result": f"{r['n_clusters']} groups over {r['n_images']} images",
-         "settings": json.dumps(r["params"])} for r in info["clusterings"]]
-for m in info["models"]:
+         "settings": json.dumps(r["params"])} for r in info.clusterings]
+for m in info.models:
     runs.append({"when": when(m.created), "run": f"model {m.id}" + (" (current)" if m.current else ""),
                  "result": f"{m.n_labels} images, {len(m.classes)} classes"
                  + (f", accuracy {m.accuracy:.1%}" if m.accuracy is not None else ""), "settings": ""})
@@ -93,8 +94,8 @@ if runs:
 else:
     st.caption("No grouping or training yet.")
 
-st.subheader(f"Files that could not be read ({len(info['errors'])})")
-if info["errors"]:
-    st.dataframe([{"file": p, "error": e} for p, e in info["errors"]], hide_index=True)
+st.subheader(f"Files that could not be read ({len(info.errors)})")
+if info.errors:
+    st.dataframe([{"file": p, "error": e} for p, e in info.errors], hide_index=True)
 else:
     st.caption("None: every file decoded.")
