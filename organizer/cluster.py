@@ -2,8 +2,10 @@
 the remainder placed. No default depends on the library's size (organizer/hierarchy.py says why
 each value is what it is; benchmarks/library_shapes.py measures every shape).
 
-0. Copies: rows of the fit sample at cosine >= 0.99 to a neighbour are one picture; the
-   pipeline runs on distinct pictures and each copy takes its picture's group.
+0. Copies: rows of the fit sample that are one picture (identical to the backbone, or a set
+   far closer together than to anything else and than this library's pictures usually are:
+   hierarchy.near_copy_representatives) count once; the pipeline runs on distinct pictures
+   and each copy takes its picture's group.
 1. UMAP to 10 dimensions (cosine, n_neighbors=15, min_dist=0, seeded). Above ``max_fit`` (20k)
    rows UMAP is fitted on a seeded sample; the other rows are put at the weighted mean of their
    nearest sample rows (found in a 128-d PCA of the sample), because umap's own transform costs
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .hierarchy import near_copy_representatives, neighbour_graph
+from .hierarchy import AGREEMENT_K, COPY_LOOK, near_copy_representatives, neighbour_graph
 
 _CHUNK = 65536  # rows per chunk for transform / kNN queries: bounds peak memory
 
@@ -339,7 +341,7 @@ def _renumber(labels, *others):
 
 
 def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed: int = 0,
-                    **overrides) -> ClusterResult:
+                    _join_copies: bool = True, **overrides) -> ClusterResult:
     """Cluster n×d vectors (any scale; cosine geometry). ``overrides`` replace keys of
     default_params(n); ``min_cluster_size`` is the smallest group.
     Degenerate inputs: n < min_points -> all -1; all rows identical -> one cluster."""
@@ -373,12 +375,17 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     # over distinct pictures, so a pile of copies is no dense group of its own; copies then take
     # their picture's group.
     idx = sample_indices(n, p["max_fit"], seed)
-    neighbours, similarity = neighbour_graph(X[idx], with_similarity=True)
-    reps, pos = near_copy_representatives(neighbours, similarity)
+    neighbours_all, similarity = neighbour_graph(X[idx], k=COPY_LOOK, with_similarity=True)
+    neighbours = neighbours_all[:, :AGREEMENT_K]   # exact search: the first 10 of 30 are the 10 nearest
+    reps, pos = (near_copy_representatives(neighbours_all, similarity) if _join_copies
+                 else (np.arange(len(idx)), np.arange(len(idx))))
     p["distinct_in_sample"] = int(len(reps))
     if len(reps) < len(idx):
         keep = np.setdiff1d(np.arange(n), idx[np.setdiff1d(np.arange(len(idx)), reps)], assume_unique=True)
-        inner = cluster_vectors(X[keep], min_cluster_size=min_cluster_size, seed=seed, **overrides)
+        # one pass: the distinct pictures are not searched for copies again (a rule applied to its
+        # own output would keep joining whatever is now nearest)
+        inner = cluster_vectors(X[keep], min_cluster_size=min_cluster_size, seed=seed,
+                                _join_copies=False, **overrides)
         where = np.full(n, -1, np.int64)
         where[keep] = np.arange(len(keep))
         source = where.copy()

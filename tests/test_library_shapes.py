@@ -91,6 +91,59 @@ def test_copies_are_one_picture_and_controls_are_not():
     assert len(reps1) == len(X1)
 
 
+def burst_library(copies=10, classes=20, photos=20, tight=10, dim=64, seed=0):
+    """Classes of distinct photos (cosine ~0.64 to the nearest class mate), each photo ``copies``
+    times with small noise (cosine ~0.97 between copies: below COPY_SIMILARITY, so only the
+    relative rule can join them), plus a tight group of ``tight`` distinct photos standing apart.
+    Returns (X, class per row (the tight group is ``classes``), photo per row)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(classes + 1, dim))
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    photo = np.concatenate([c + rng.normal(size=(photos, dim)) / np.sqrt(dim) for c in centers[:-1]])
+    rows = np.repeat(photo, copies, axis=0) + 0.25 * rng.normal(size=(len(photo) * copies, dim)) / np.sqrt(dim)
+    group = centers[-1] + 0.5 * rng.normal(size=(tight, dim)) / np.sqrt(dim)
+    X = np.concatenate([rows, group])
+    y = np.concatenate([np.repeat(np.arange(classes), photos * copies), np.full(tight, classes)])
+    pid = np.concatenate([np.repeat(np.arange(len(photo)), copies), len(photo) + np.arange(tight)])
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32), y, pid
+
+
+def test_copies_join_by_their_gap_and_a_tight_group_of_distinct_photos_stays():
+    """Each photo's 10 copies are one picture; the 10 distinct photos of the tight group, as far
+    apart as this library's photos usually are from their nearest other photo, stay 10 pictures.
+    Control: the same group made of one photo's copies is joined."""
+    from organizer.hierarchy import COPY_LOOK, COPY_SIMILARITY, near_copy_representatives
+
+    X, y, pid = burst_library()
+    nb, sim = neighbour_graph(X, k=COPY_LOOK, with_similarity=True)
+    copy_sim = sim[:, :9][pid[nb[:, :9]] == pid[:, None]]
+    assert np.median(copy_sim) < COPY_SIMILARITY, "the copies are not identical to the backbone"
+    reps, pos = near_copy_representatives(nb, sim)
+    picture = reps[pos]
+    assert len(reps) == pid.max() + 1
+    assert all(len(np.unique(picture[pid == k])) == 1 for k in range(pid.max() + 1))
+    assert len(np.unique(picture[y == y.max()])) == 10, "the tight group of distinct photos is kept"
+    # control: the group's 10 rows are one photo's copies instead
+    Xc = X.copy()
+    Xc[y == y.max()] = X[y == y.max()][0] + 0.25 * np.random.default_rng(1).normal(size=(10, X.shape[1])) / 8
+    Xc /= np.linalg.norm(Xc, axis=1, keepdims=True)
+    reps_c, pos_c = near_copy_representatives(*neighbour_graph(Xc, k=COPY_LOOK, with_similarity=True))
+    assert len(np.unique(reps_c[pos_c][y == y.max()])) == 1
+
+
+def test_a_library_of_bursts_has_the_groups_of_its_photos():
+    """The same classes with every photo 10 times (copies at cosine ~0.97) give as many groups
+    as with every photo once, and the tight group of 10 distinct photos is one of them."""
+    X1, y1, _ = burst_library(copies=1)
+    X10, y10, _ = burst_library(copies=10)
+    r1, r10 = cluster_vectors(X1, seed=0), cluster_vectors(X10, seed=0)
+    assert r10.params["copies_joined"] == 9 * 400
+    assert abs(r10.n_clusters - r1.n_clusters) <= 1 and r10.n_clusters <= 20 + 2
+    for y, r in ((y1, r1), (y10, r10)):
+        held, purity = found(y, r.labels)[20]
+        assert held >= 0.8 and purity >= 0.8
+
+
 def test_tree_is_consistent(small_library):
     X, y, r = small_library
     ids = {t["id"]: t for t in r.tree}
