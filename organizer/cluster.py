@@ -179,6 +179,8 @@ class HDBSCANClusterer:
         self.random_state = random_state
         self.vote_k = vote_k
 
+    loose_dropped_ = 0   # groups given up as clutter (hierarchy.GroupTree.without_loose)
+
     def fit(self, E, X=None, neighbours=None):
         import hdbscan  # heavy: imported only when used
 
@@ -203,6 +205,9 @@ class HDBSCANClusterer:
             selected = tree.stable_selection(log=False)
         else:
             selected = tree.split_mixed(tree.stable_selection(), self.neighbours_)
+            if X is not None:  # clutter that UMAP gathered into a blob is no group (hierarchy.py rule 3)
+                selected, self.loose_dropped_ = tree.without_loose(selected, np.asarray(X, np.float32)[idx],
+                                                                   self.random_state or 0)
             biggest = max((len(tree.rows(v)) for v in selected), default=0)
             if len(selected) < 3 or biggest > m / 2:  # a group is not the library: weakly separated
                 mcs, leaves, leaf_tree = most_distinct_leaf_level(h.single_linkage_tree_.to_numpy(), m,
@@ -420,7 +425,8 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
                           cluster_selection_method=p["cluster_selection_method"],
                           max_fit=p["max_fit"], random_state=seed).fit(E, X, neighbours=neighbours)
     lap("hdbscan")
-    p.update(selection_used=hc.selection_used_, min_cluster_size_used=hc.min_cluster_size_used_)
+    p.update(selection_used=hc.selection_used_, min_cluster_size_used=hc.min_cluster_size_used_,
+             loose_groups_dropped=int(hc.loose_dropped_))
     core = hc.labels_
     labels, share = _place_remainder(E, core, p["place_k"], p["place_threshold"])
     lap("placement")

@@ -9,7 +9,7 @@ import pytest
 from organizer.cluster import cluster_vectors
 from organizer.hierarchy import GroupTree, kappa, neighbour_graph
 
-SIZES = (10, 30, 150, 300, 700)  # the largest below half the library (see hierarchy rule 3)
+SIZES = (10, 30, 150, 300, 700)  # the largest below half the library (see hierarchy rule 4)
 
 
 def shaped(sizes=SIZES, clutter=300, dim=48, seed=0, repeat=1, jitter=0.0):
@@ -45,8 +45,8 @@ def small_library():
     return X, y, cluster_vectors(X, seed=0)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: UMAP gathers uniform clutter into a blob that swallows the "
-                   "groups of 10 and 30 (groups of 150 to 700 are found); see the closing note of issue 11")
+@pytest.mark.xfail(strict=True, reason="known gap: after UMAP the group of 10 is no node of the tree apart from "
+                   "the clutter around it, so it goes unsorted with that clutter (groups of 30 to 700 are found)")
 def test_every_group_from_10_to_700_is_found(small_library):
     X, y, r = small_library
     for g, (held, purity) in found(y, r.labels).items():
@@ -54,14 +54,28 @@ def test_every_group_from_10_to_700_is_found(small_library):
     assert r.n_clusters <= len(SIZES) + 2
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: uniform clutter becomes a group of its own after UMAP")
 def test_clutter_stays_mostly_unsorted(small_library):
+    """UMAP gathers the uniform clutter into a blob; a blob whose members are no more alike than
+    random pictures is no group (hierarchy rule 3), while the groups of 30 to 700 inside and
+    beside it are found and not diluted by it."""
     X, y, r = small_library
     assert (r.labels[y == -1] < 0).mean() >= 0.6
-    # and the groups are not diluted by it
-    for g in range(len(SIZES)):
-        best = np.bincount(r.labels[(y == g) & (r.labels >= 0)]).argmax()
-        assert (y[r.labels == best] == -1).mean() < 0.2
+    assert r.params["loose_groups_dropped"] >= 1
+    for g, (held, purity) in found(y, r.labels).items():
+        if SIZES[g] >= 30:
+            assert held >= 0.8 and purity >= 0.8, f"group of {SIZES[g]}: held {held:.2f}, purity {purity:.2f}"
+        sorted_ = (y == g) & (r.labels >= 0)
+        if sorted_.any():
+            best = np.bincount(r.labels[sorted_]).argmax()
+            assert (y[r.labels == best] == -1).mean() < 0.2
+
+
+def test_groups_of_real_looking_classes_are_never_given_up():
+    """Control for rule 3: classes that are loose but real (members closer than random pairs)
+    keep every group."""
+    X, y, _ = burst_library(copies=1)
+    r = cluster_vectors(X, seed=0)
+    assert r.params["loose_groups_dropped"] == 0 and (r.labels >= 0).mean() > 0.9
 
 
 def test_number_of_groups_follows_structure_not_size(small_library):
@@ -74,7 +88,7 @@ def test_number_of_groups_follows_structure_not_size(small_library):
     sizes = {t["id"]: t["size"] for t in r5.tree}
     assert all(sizes[c] == int((r5.labels == c).sum()) for c in range(r5.n_clusters))
     for g, (held, purity) in found(y5, r5.labels).items():
-        if SIZES[g] >= 150:  # the smaller ones share the clutter blob's fate (the xfails above)
+        if SIZES[g] >= 150:  # the group of 10 goes unsorted with the clutter (the xfail above)
             assert held >= 0.8 and purity >= 0.8
 
 
