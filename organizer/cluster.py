@@ -12,8 +12,8 @@ each value is what it is; benchmarks/library_shapes.py measures every shape).
    ~10 ms a row on CPU. Fits of >= 20k rows build UMAP's neighbour graph exactly (faiss) in
    that PCA instead of UMAP's single-threaded 1280-d neighbour descent.
 2. HDBSCAN (smallest group 10, density from 5 neighbours) gives the group tree; the level shown
-   first is chosen by hierarchy.py (stable groups, split what is mixed, the most distinct leaf
-   level where features are weakly separated). Above max_fit each other row takes the finest
+   first is chosen by hierarchy.py (stable groups, split what is mixed, clutter given up, the
+   most distinct leaf level where features are weakly separated). Above max_fit each other row takes the finest
    tree node most of its 15 nearest sample rows are in.
 3. Remainder: a noise point joins the group that holds at least ``place_threshold`` of its
    ``place_k`` nearest points in UMAP space, noise counting as a vote, so clutter stays -1.
