@@ -38,10 +38,10 @@ COPY_SIMILARITY = 0.99  # the same picture re-encoded or resized: identical to t
 # Copies that a crop, a brightness change or a burst make (cosine 0.8-0.97, the range where
 # distinct photos of one class also lie) are told by what surrounds them, not by a threshold:
 COPY_GAP = 1.5          # ...the nearest other picture is >= 1.5x as far (cosine distance) as the farthest
-# copy (the largest jump in the row's sorted neighbour distances). With the two rules below, sets
-# so marked hold 4 of 1,472 photos in caltech-small34, 9 of 2,463 in caltech101-8 and 0 of 10,000 in
-# cifar10-test (libraries of distinct photos), and 12,993 of 14,720 in the x10 shape (the rest are
-# copies of originals that are near-duplicates of each other already).
+# copy (the largest jump in the row's sorted neighbour distances). With the two rules below, it
+# joins one set of 5 frames in caltech-small34 (1,472 photos), two 5-shot series in caltech101-8
+# (2,463) and nothing in cifar10-test (10,000), libraries of distinct photos; in the x10 shape it
+# joins 12,993 of 14,720 rows (the rest are copies of originals that are near-duplicates already).
 COPY_SCALE = 2.0        # ...and the copies are >= 2x closer together than this library's pictures are to
 # their nearest other picture (median over the library). A tight group of distinct photos standing
 # apart (10 photos of one object beside clutter) has a gap too, but its members are as far apart as
