@@ -1,17 +1,19 @@
 """Group image embeddings: copies joined, UMAP (cosine -> 10-d), the HDBSCAN group tree, then
-the remainder placed. No default depends on the library's size (organizer/hierarchy.py says why
+the remainder placed. No default depends on the library's size (organizer/discover/hierarchy.py says why
 each value is what it is; benchmarks/library_shapes.py measures every shape).
 
-0. Copies: rows of the fit sample at cosine >= 0.99 to a neighbour are one picture; the
-   pipeline runs on distinct pictures and each copy takes its picture's group.
+0. Copies: rows of the fit sample that are one picture (identical to the backbone, or a set
+   far closer together than to anything else and than this library's pictures usually are:
+   hierarchy.near_copy_representatives) count once; the pipeline runs on distinct pictures
+   and each copy takes its picture's group.
 1. UMAP to 10 dimensions (cosine, n_neighbors=15, min_dist=0, seeded). Above ``max_fit`` (20k)
    rows UMAP is fitted on a seeded sample; the other rows are put at the weighted mean of their
    nearest sample rows (found in a 128-d PCA of the sample), because umap's own transform costs
    ~10 ms a row on CPU. Fits of >= 20k rows build UMAP's neighbour graph exactly (faiss) in
    that PCA instead of UMAP's single-threaded 1280-d neighbour descent.
 2. HDBSCAN (smallest group 10, density from 5 neighbours) gives the group tree; the level shown
-   first is chosen by hierarchy.py (stable groups, split what is mixed, the most distinct leaf
-   level where features are weakly separated). Above max_fit each other row takes the finest
+   first is chosen by hierarchy.py (stable groups, split what is mixed, clutter given up, the
+   most distinct leaf level where features are weakly separated). Above max_fit each other row takes the finest
    tree node most of its 15 nearest sample rows are in.
 3. Remainder: a noise point joins the group that holds at least ``place_threshold`` of its
    ``place_k`` nearest points in UMAP space, noise counting as a vote, so clutter stays -1.
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from organizer.discover.hierarchy import near_copy_representatives, neighbour_graph
+from organizer.discover.hierarchy import AGREEMENT_K, COPY_LOOK, near_copy_representatives, neighbour_graph
 
 _CHUNK = 65536  # rows per chunk for transform / kNN queries: bounds peak memory
 _BLOCK = 1024   # rows per projection block (see UMAPReducer._project)
@@ -212,7 +214,7 @@ class UMAPReducer:
 
 class HDBSCANClusterer:
     """HDBSCAN's group tree with an absolute smallest group, then the level a person sees first
-    (organizer/hierarchy.py): ``cluster_selection_method`` "auto" (stable groups, split what is
+    (organizer/discover/hierarchy.py): ``cluster_selection_method`` "auto" (stable groups, split what is
     mixed, leaf ladder where the features are weakly separated), "eom" or "leaf".
 
     Fits on at most ``max_fit`` rows (seeded sample); every other row takes the finest tree node
@@ -228,6 +230,8 @@ class HDBSCANClusterer:
         self.max_fit = max_fit
         self.random_state = random_state
         self.vote_k = vote_k
+
+    loose_dropped_ = 0   # groups given up as clutter (hierarchy.GroupTree.without_loose)
 
     def fit(self, E, X=None, neighbours=None):
         import hdbscan  # heavy: imported only when used
@@ -253,6 +257,9 @@ class HDBSCANClusterer:
             selected = tree.stable_selection(log=False)
         else:
             selected = tree.split_mixed(tree.stable_selection(), self.neighbours_)
+            if X is not None:  # clutter that UMAP gathered into a blob is no group (hierarchy.py rule 3)
+                selected, self.loose_dropped_ = tree.without_loose(selected, np.asarray(X, np.float32)[idx],
+                                                                   self.random_state or 0)
             biggest = max((len(tree.rows(v)) for v in selected), default=0)
             if len(selected) < 3 or biggest > m / 2:  # a group is not the library: weakly separated
                 mcs, leaves, leaf_tree = most_distinct_leaf_level(h.single_linkage_tree_.to_numpy(), m,
@@ -294,7 +301,7 @@ class HDBSCANClusterer:
 
 def default_params(n: int, max_fit: int = 20_000) -> dict:
     """Defaults for n vectors. None of them grows with the library: a group of 10 is a group in
-    a library of 200 and of 10 million (organizer/hierarchy.py says why each value is what it is)."""
+    a library of 200 and of 10 million (organizer/discover/hierarchy.py says why each value is what it is)."""
     from organizer.discover.hierarchy import MIN_GROUP, MIN_SAMPLES
 
     return {
@@ -396,7 +403,7 @@ def _renumber(labels, *others):
 
 
 def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed: int = 0,
-                    **overrides) -> ClusterResult:
+                    _join_copies: bool = True, **overrides) -> ClusterResult:
     """Cluster n×d vectors (any scale; cosine geometry). ``overrides`` replace keys of
     default_params(n); ``min_cluster_size`` is the smallest group.
     Degenerate inputs: n < min_points -> all -1; all rows identical -> one cluster."""
@@ -430,12 +437,17 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     # over distinct pictures, so a pile of copies is no dense group of its own; copies then take
     # their picture's group.
     idx = sample_indices(n, p["max_fit"], seed)
-    neighbours, similarity = neighbour_graph(X[idx], with_similarity=True)
-    reps, pos = near_copy_representatives(neighbours, similarity)
+    neighbours_all, similarity = neighbour_graph(X[idx], k=COPY_LOOK, with_similarity=True)
+    neighbours = neighbours_all[:, :AGREEMENT_K]   # exact search: the first 10 of 30 are the 10 nearest
+    reps, pos = (near_copy_representatives(neighbours_all, similarity) if _join_copies
+                 else (np.arange(len(idx)), np.arange(len(idx))))
     p["distinct_in_sample"] = int(len(reps))
     if len(reps) < len(idx):
         keep = np.setdiff1d(np.arange(n), idx[np.setdiff1d(np.arange(len(idx)), reps)], assume_unique=True)
-        inner = cluster_vectors(X[keep], min_cluster_size=min_cluster_size, seed=seed, **overrides)
+        # one pass: the distinct pictures are not searched for copies again (a rule applied to its
+        # own output would keep joining whatever is now nearest)
+        inner = cluster_vectors(X[keep], min_cluster_size=min_cluster_size, seed=seed,
+                                _join_copies=False, **overrides)
         where = np.full(n, -1, np.int64)
         where[keep] = np.arange(len(keep))
         source = where.copy()
@@ -470,7 +482,8 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
                           cluster_selection_method=p["cluster_selection_method"],
                           max_fit=p["max_fit"], random_state=seed).fit(E, X, neighbours=neighbours)
     lap("hdbscan")
-    p.update(selection_used=hc.selection_used_, min_cluster_size_used=hc.min_cluster_size_used_)
+    p.update(selection_used=hc.selection_used_, min_cluster_size_used=hc.min_cluster_size_used_,
+             loose_groups_dropped=int(hc.loose_dropped_))
     core = hc.labels_
     labels, share = _place_remainder(E, core, p["place_k"], p["place_threshold"])
     lap("placement")
