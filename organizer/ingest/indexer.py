@@ -344,6 +344,10 @@ def produce_local(root, to_read, embedder, known, *, workers, max_pixels, thumb_
         # wait for each other at every operator, so one thread preempted by a decoder (or any
         # other program) stalls them all.
         embedder.use_threads(1)
+    if hasattr(embedder, "prepare"):  # open the inference session while the decoders start
+        import threading
+
+        threading.Thread(target=_quietly, args=(embedder.prepare,), name="prepare-embedder", daemon=True).start()
     tasks = [to_read[i:i + TASK_FILES] for i in range(0, len(to_read), TASK_FILES)]
     window = max(4, 2 * n_workers)  # bounded read-ahead keeps memory flat
     with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=init_worker,
@@ -356,6 +360,14 @@ def produce_local(root, to_read, embedder, known, *, workers, max_pixels, thumb_
                                            thumb_size, max_pixels))
                 next_task += 1
             yield futures.pop(0).result()
+
+
+def _quietly(fn) -> None:
+    """Run a head start; if it fails, the first batch builds the runner itself and reports why."""
+    try:
+        fn()
+    except Exception:
+        pass
 
 
 def default_workers() -> int:
