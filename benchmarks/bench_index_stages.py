@@ -83,8 +83,9 @@ def index_once(folder: Path, store: Path, tree: Path | None = None) -> dict:
     profile = store.parent / (store.name + ".profile.json")
     profile.unlink(missing_ok=True)
     load_before = os.getloadavg()[0]
-    res = run(organizer("index", folder, "--store", store, "--backbone", "efficientnet-lite0"),
-              env={**ENV, "ORGANIZER_PROFILE": str(profile), **({"PYTHONPATH": str(tree)} if tree else {})})
+    # -P: `python -m` would put the working directory (this tree) ahead of PYTHONPATH
+    cmd = [PY, "-P", "-m", "organizer.cli", "index", folder, "--store", store, "--backbone", "efficientnet-lite0"]
+    res = run(cmd, env={**ENV, "ORGANIZER_PROFILE": str(profile), "PYTHONPATH": str(tree or ROOT)})
     info = parse_index(res["stdout"])
     stages = json.loads(profile.read_text()) if profile.exists() else {}
     stages["process_start"] = res["wall_s"] - info["seconds"]
