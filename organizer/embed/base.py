@@ -87,6 +87,26 @@ class TowerEmbedder:
                 self._runner = self._build_runner(first)
             return self._runner
 
+    def prepare(self) -> bool:
+        """Build the runner now, when that needs no real images: a verified ONNX export is
+        already cached (this store's or the user's). The indexer calls it on a thread while its
+        decode processes start, so opening the session costs no wall time; when an export is
+        still to be made, it is made and verified on the first real batch, as before."""
+        from organizer.embed.runtime import cache_stem, read_verified, user_cache_dir
+
+        if self._runner is not None:
+            return True
+        order = candidates(self.family, self.requested, self.cache_dir)
+        if order[0] != "onnx" or self.cache_dir is None:
+            return False
+        name = cache_stem(self.name, self._fingerprint(), "fp32") + ".onnx"
+        user = user_cache_dir() if self.shareable else None
+        places = [self.cache_dir / "onnx" / name] + ([user / name] if user is not None else [])
+        if not any(p.exists() and read_verified(p) is not None for p in places):
+            return False
+        self.runner(None)
+        return True
+
     def use_threads(self, n: int | None) -> None:
         """Inference threads from now on (the indexer leaves cores to its decode processes).
         An ONNX session is reopened with the new count; PyTorch's setting is process-wide."""

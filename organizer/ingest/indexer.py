@@ -26,6 +26,7 @@ from organizer.store import Store, StoreError, disk_full_guard
 FLUSH_EVERY = 512            # images per shard/commit: the unit of progress kept after a crash
 FLUSH_ENV = "ORGANIZER_FLUSH_EVERY"  # override (tests use a small value to interrupt between commits)
 STREAMS_ENV = "ORGANIZER_STREAMS"    # override the number of batches embedded at once
+PROFILE_ENV = "ORGANIZER_PROFILE"    # a file path: seconds per stage of this run, as JSON (benchmarks)
 TASK_FILES = 16              # files per worker task
 CACHE_DIR = "cache"          # under the store: the ONNX export of the backbone (a cache, rebuildable)
 MISSING_REFUSE_FRACTION = 0.5
@@ -53,6 +54,10 @@ class IndexReport:
     healed: int = 0          # images whose vector file was damaged, re-embedded from their files
     seconds: float = 0.0
     error_files: list[tuple[str, str]] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage (see write_profile)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.stages[stage] = self.stages.get(stage, 0.0) + seconds
 
     def summary(self) -> str:
         return (f"{self.scanned} files: {self.embedded} embedded, {self.reused} reused, {self.unchanged} unchanged, "
@@ -224,12 +229,14 @@ def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "au
         known_files = store.files_by_path()
         seen: dict[str, tuple[int, int]] = {}
         bad_names: set[str] = set()
+        t_scan = time.perf_counter()
         for rel, size, mtime in scan(root, follow_links=follow_links, exclude=store.root):
             safe = escape_name(rel)
             if safe != rel:
                 bad_names.add(safe)
             seen[safe] = (size, mtime)
         report.scanned = len(seen)
+        report.add("scan", time.perf_counter() - t_scan)
         present_before = [p for p, f in known_files.items() if f.status == "ok"]
         vanished = [p for p in present_before if p not in seen]
         if present_before and len(vanished) > MISSING_REFUSE_FRACTION * len(present_before) and not allow_missing:
@@ -274,7 +281,25 @@ def index_folder(store: Store, folder: str | os.PathLike, *, backbone: str = "au
     report.seconds = time.time() - started
     if embedder is not None and report.embedded and not report.runtime:
         report.runtime = embedder.runtime
+    write_profile(report)
     return report
+
+
+def write_profile(report: IndexReport) -> None:
+    """With $ORGANIZER_PROFILE set, the run's stage seconds go to that file: scan (walk and
+    stat), first_items (from the pipeline's start to the first decoded files: worker start,
+    first reads), wait (the sink waiting for decoded files after that), embed (inference,
+    summed over streams), write (shards and SQLite), total (inside index_folder)."""
+    path = os.environ.get(PROFILE_ENV, "").strip()
+    if not path:
+        return
+    import json
+
+    from organizer.store import atomic_write
+
+    data = {**{k: round(v, 4) for k, v in report.stages.items()}, "total": round(report.seconds, 4),
+            "embedded": report.embedded, "runtime": report.runtime}
+    atomic_write(path, lambda f: f.write(json.dumps(data).encode()))
 
 
 def _run_pipeline(store, root, to_read, seen, embedder, report, *, workers, batch_size, max_pixels, thumb_size,
@@ -294,11 +319,16 @@ def _run_pipeline(store, root, to_read, seen, embedder, report, *, workers, batc
         items_stream = produce(root, to_read, embedder, sink.known, workers=workers, max_pixels=max_pixels,
                                thumb_size=thumb_size, report=report)
         try:
+            t, first = time.perf_counter(), True
             for items in items_stream:
+                now = time.perf_counter()
+                report.add("first_items" if first else "wait", now - t)
+                first = False
                 sink.add(items)
                 done += len(items)
                 if progress:
                     progress(done, len(to_read))
+                t = time.perf_counter()
         finally:
             items_stream.close()  # stops the engine's workers before the sink lets go
         sink.flush()
@@ -314,6 +344,10 @@ def produce_local(root, to_read, embedder, known, *, workers, max_pixels, thumb_
         # wait for each other at every operator, so one thread preempted by a decoder (or any
         # other program) stalls them all.
         embedder.use_threads(1)
+    if hasattr(embedder, "prepare"):  # open the inference session while the decoders start
+        import threading
+
+        threading.Thread(target=_quietly, args=(embedder.prepare,), name="prepare-embedder", daemon=True).start()
     tasks = [to_read[i:i + TASK_FILES] for i in range(0, len(to_read), TASK_FILES)]
     window = max(4, 2 * n_workers)  # bounded read-ahead keeps memory flat
     with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=init_worker,
@@ -326,6 +360,14 @@ def produce_local(root, to_read, embedder, known, *, workers, max_pixels, thumb_
                                            thumb_size, max_pixels))
                 next_task += 1
             yield futures.pop(0).result()
+
+
+def _quietly(fn) -> None:
+    """Run a head start; if it fails, the first batch builds the runner itself and reports why."""
+    try:
+        fn()
+    except Exception:
+        pass
 
 
 def default_workers() -> int:
@@ -418,11 +460,14 @@ class _Sink:
             self._collect()
 
     def _run(self, crops: list[np.ndarray]):
-        return self.embedder.embed_arrays(self.embedder.preprocess.normalize(np.stack(crops)))
+        t = time.perf_counter()
+        vectors, norms = self.embedder.embed_arrays(self.embedder.preprocess.normalize(np.stack(crops)))
+        return vectors, norms, time.perf_counter() - t
 
     def _collect(self) -> None:
         batch, fut = self.inflight.popleft()
-        v, norms = fut.result()
+        v, norms, seconds = fut.result()
+        self.report.add("embed", seconds)
         self.vectors.append(v)
         self.norms.append(norms)
         self.order.extend(it["hash"] for it in batch)
@@ -437,6 +482,7 @@ class _Sink:
         if not self.files:
             return
         store, report = self.store, self.report
+        t_write = time.perf_counter()
         norms = np.concatenate(self.norms) if self.order else np.zeros(0)
         now = time.time()
         with store.transaction():
@@ -473,6 +519,7 @@ class _Sink:
                 "last_seen=excluded.last_seen", rows)
             if self.order:
                 store.bump_version()
+        report.add("write", time.perf_counter() - t_write)
         report.embedded += len(self.order)
         self.known.update(self.order)
         self.files, self.fresh, self.vectors, self.norms, self.order = [], {}, [], [], []
