@@ -126,7 +126,7 @@ def test_copies_join_by_their_gap_and_a_tight_group_of_distinct_photos_stays():
     """Each photo's 10 copies are one picture; the 10 distinct photos of the tight group, as far
     apart as this library's photos usually are from their nearest other photo, stay 10 pictures.
     Control: the same group made of one photo's copies is joined."""
-    from organizer.hierarchy import COPY_LOOK, COPY_SIMILARITY, near_copy_representatives
+    from organizer.discover.hierarchy import COPY_LOOK, COPY_SIMILARITY, near_copy_representatives
 
     X, y, pid = burst_library()
     nb, sim = neighbour_graph(X, k=COPY_LOOK, with_similarity=True)
