@@ -172,7 +172,7 @@ def synthetic_store(path: Path, n: int, dim: int = 1280, shard_rows: int = 4096)
     import numpy as np
 
     from organizer.store import Store
-    from organizer.vectors import write_shard
+    from organizer.store.vectors import write_shard
 
     store = Store(fresh_store(path))
     store.set_meta("backbone", "efficientnet-lite0")
