@@ -51,7 +51,7 @@ def first_screen(monkeypatch, store, page: str) -> tuple[object, float]:
     return at, time.perf_counter() - start
 
 
-def timings(monkeypatch, store, pages, repeat: int = 3) -> dict[str, float]:
+def timings(monkeypatch, store, pages, repeat: int = 3, tag: str = "") -> dict[str, float]:
     """Median seconds to each page's first screen; FIRST[page] keeps the first of the runs (a store
     state the app has not seen yet: nothing derived from it is cached)."""
     out = {}
@@ -63,18 +63,18 @@ def timings(monkeypatch, store, pages, repeat: int = 3) -> dict[str, float]:
             assert at.title, page
             runs.append(seconds)
         out[page] = statistics.median(runs)
-        FIRST[(str(store), page)] = runs[0]
+        FIRST[(tag or str(store), page)] = runs[0]
     return out
 
 
 FIRST: dict = {}
 
 
-def table(title: str, big: dict, small: dict, big_store, small_store) -> str:
+def table(title: str, big: dict, small: dict, big_tag, small_tag) -> str:
     rows = [f"{title}: first screen (s), median of 3 and the first of them (nothing cached yet)",
             f"{'page':<24}{'10k':>8}{'first':>8}{'sample':>8}{'first':>8}{'ratio':>7}"]
-    rows += [f"{p:<24}{big[p]:8.2f}{FIRST[(str(big_store), p)]:8.2f}{small[p]:8.2f}"
-             f"{FIRST[(str(small_store), p)]:8.2f}{big[p] / small[p]:7.1f}" for p in big]
+    rows += [f"{p:<24}{big[p]:8.2f}{FIRST[(big_tag, p)]:8.2f}{small[p]:8.2f}"
+             f"{FIRST[(small_tag, p)]:8.2f}{big[p] / small[p]:7.1f}" for p in big]
     return "\n".join(rows)
 
 
@@ -85,7 +85,7 @@ def test_every_page_on_ten_thousand_images(monkeypatch, big_store, ui_store, tra
     # the map lays itself out once (UMAP of 10k) and caches it: that first view is timed on its own
     at, map_first = first_screen(monkeypatch, big_store, "views/map.py")
     assert_clean(at)
-    before = timings(monkeypatch, big_store, PAGES)
+    before = timings(monkeypatch, big_store, PAGES, tag="big-before")
     infos = Library(big_store).clusters(samples=0, tree=True)
     # the Clusters page draws its first screen of cards and every group of groups, never 10k images
     at, _ = first_screen(monkeypatch, big_store, "views/clusters.py")
@@ -101,10 +101,10 @@ def test_every_page_on_ten_thousand_images(monkeypatch, big_store, ui_store, tra
     lib = Library(big_store)
     lib.train()
     lib.close()
-    after = timings(monkeypatch, big_store, PAGES)
-    small = timings(monkeypatch, trained_store, TIMED)
-    small_before = timings(monkeypatch, ui_store, TIMED)
+    after = timings(monkeypatch, big_store, PAGES, tag="big-after")
+    small = timings(monkeypatch, trained_store, TIMED, tag="small-after")
+    small_before = timings(monkeypatch, ui_store, TIMED, tag="small-before")
     with capsys.disabled():
         print(f"\n10k store: {len(infos)} clusters and tree nodes; map first layout {map_first:.1f} s")
-        print(table("before naming", {p: before[p] for p in TIMED}, small_before, big_store, ui_store))
-        print(table("named and trained", {p: after[p] for p in TIMED}, small, big_store, trained_store))
+        print(table("before naming", {p: before[p] for p in TIMED}, small_before, "big-before", "small-before"))
+        print(table("named and trained", {p: after[p] for p in TIMED}, small, "big-after", "small-after"))
