@@ -139,9 +139,11 @@ def test_recoloured_variant_kept_apart(library):
     # Only the colour check separates it: without it the variant joins its original.
     loose = groups_of(library["store"], "--max-colour-change", "442")
     sets = [{m["path"] for m in g["members"]} for g in loose]
-    assert library["variant"] in sets, sets
-    group = next(g for g, paths in zip(loose, sets) if paths == library["variant"])
-    other = next(m for m in group["members"] if not m["best"])  # measured against the kept one
+    # (another studio shot of the same motorbike model may join them too with the check off)
+    group = next((g for g, paths in zip(loose, sets) if library["variant"] <= paths), None)
+    assert group is not None, sets
+    other = next(m for m in group["members"] if m["path"] == "variants/recoloured.jpg")
+    assert not other["best"]  # measured against the kept one
     assert other["match"] >= 0.95 and other["colour_change"] > 20
     assert all("variants/recoloured.jpg" not in s for s in
                [{m["path"] for m in g["members"]} for g in groups_of(library["store"])])
