@@ -8,23 +8,19 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import SAMPLE, run_cli  # noqa: E402
+from support import SAMPLE, copy_of, indexed_and_clustered  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def sample_store(tmp_path_factory) -> Path:
     """sample_data indexed (efficientnet-lite0) and clustered; copy it before changing it."""
     store = tmp_path_factory.mktemp("sample-store") / "store"
-    run_cli("index", SAMPLE, "--store", store, "--backbone", "efficientnet-lite0")
-    run_cli("cluster", "--store", store)
-    return store
+    return indexed_and_clustered(SAMPLE, store)
 
 
 @pytest.fixture
 def store_copy(sample_store, tmp_path) -> Path:
-    dest = tmp_path / "store"
-    shutil.copytree(sample_store, dest)
-    return dest
+    return copy_of(sample_store, tmp_path)
 
 
 @pytest.fixture

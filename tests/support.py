@@ -33,6 +33,20 @@ def run_cli(*args, check=True, timeout=600, env=None) -> subprocess.CompletedPro
     return proc
 
 
+def indexed_and_clustered(folder: Path, store: Path) -> Path:
+    """`organizer index` (efficientnet-lite0) then `organizer cluster`, through the CLI."""
+    run_cli("index", folder, "--store", store, "--backbone", "efficientnet-lite0")
+    run_cli("cluster", "--store", store)
+    return store
+
+
+def copy_of(store: Path, tmp_path: Path) -> Path:
+    """A test's own copy of a shared store, to change freely."""
+    import shutil
+
+    return Path(shutil.copytree(store, tmp_path / "store"))
+
+
 def stored_vectors(store: Path) -> dict:
     """{image id: vector} read from a store's shards, checksums verified."""
     from organizer.store import Store

@@ -171,22 +171,31 @@ class GroupsMixin:
 
     def cluster_name(self, cluster: int) -> str | None:
         """The name most members of a cluster (or tree node) carry: names live on images, not clusters."""
-        if cluster < 0:
-            return None
-        labels = self.store.labels()
-        names = collections.Counter(labels[i] for i in self.cluster_members(cluster) if i in labels)
-        return min(names.items(), key=lambda t: (-t[1], t[0]))[0] if names else None
+        return self._top_name(cluster) if cluster >= 0 else None
 
     def _given_name(self, cluster: int) -> str | None:
         """The name the group itself was given: the most common name its members carry from naming
         the group (source "cluster"). A name a person gave some members by hand is theirs, not the group's."""
-        ids = self.cluster_members(cluster)
+        return self._top_name(cluster, source="cluster")
+
+    def _top_name(self, cluster: int, source: str | None = None) -> str | None:
+        """The most common name among a cluster's members (ties: the first by name), optionally only
+        names of one source."""
         names = collections.Counter()
-        for start in range(0, len(ids), 900):
+        ids = self.cluster_members(cluster)
+        only = " AND source=?" if source else ""
+        for start in range(0, len(ids), 900):  # SQLite's limit on bound parameters
             part = ids[start:start + 900]
             names.update(r[0] for r in self.store.db.execute(
-                f"SELECT name FROM labels WHERE source='cluster' AND image_id IN ({','.join('?' * len(part))})", part))
+                f"SELECT name FROM labels WHERE image_id IN ({','.join('?' * len(part))}){only}",
+                part + ([source] if source else [])))
         return min(names.items(), key=lambda t: (-t[1], t[0]))[0] if names else None
+
+    def _check_flat(self, cluster: int) -> int:
+        """A flat cluster of the current clustering (not a tree node, not the unsorted images)."""
+        if cluster not in self.flat_cluster_ids() or cluster < 0:
+            raise StoreError(f"unknown cluster {cluster}: see `organizer clusters`")
+        return cluster
 
     def cluster_name_counts(self) -> dict[int, list[tuple[str, int]]]:
         """Every name each cluster's images carry, most used first (a merge can leave two)."""
@@ -240,8 +249,7 @@ class GroupsMixin:
         ids = self._known_ids(image_ids)
         if cluster < 0:
             return self.drop_to_unsorted(ids)
-        if cluster not in self.flat_cluster_ids():
-            raise StoreError(f"unknown cluster {cluster}: see `organizer clusters`")
+        self._check_flat(cluster)
         name = self.cluster_name(cluster)
         with self.store.action("move", f"moved {len(ids)} images to cluster {cluster}" + (f" “{name}”" if name else "")):
             self._set_cluster(ids, cluster)
@@ -263,12 +271,11 @@ class GroupsMixin:
     def merge_clusters(self, clusters: list[int], name: str | None = None) -> int:
         """Merge clusters into the largest of them; returns its number. Names stay on the images."""
         store = self.store
-        flat = self.flat_cluster_ids()
         clusters = sorted({int(c) for c in clusters})
         if len(clusters) < 2 or min(clusters) < 0:
             raise StoreError("select at least two clusters (not the unsorted images) to merge")
-        if any(c not in flat for c in clusters):
-            raise StoreError(f"unknown cluster {next(c for c in clusters if c not in flat)}: see `organizer clusters`")
+        for c in clusters:
+            self._check_flat(c)
         cid = self._current()
         sizes = {c: len(store.cluster_member_ids(c)) for c in clusters}
         target = max(clusters, key=lambda c: (sizes[c], -c))
@@ -297,9 +304,7 @@ class GroupsMixin:
         store = self.store
         if int(cluster) < 0:
             raise StoreError("the unsorted images are not a cluster: re-group the library instead")
-        cluster = int(cluster)
-        if cluster not in self.flat_cluster_ids():
-            raise StoreError(f"unknown cluster {cluster}: see `organizer clusters`")
+        cluster = self._check_flat(int(cluster))
         ids, X = load_vectors(store, store.cluster_member_ids(cluster))
         if len(ids) < 4:
             raise StoreError(f"cluster {cluster} has {len(ids)} images: too few to split")

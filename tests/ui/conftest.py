@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from organizer.library import Library
 
+from support import copy_of
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "organizer" / "app" / "app.py"
 
@@ -62,7 +64,7 @@ TREE_CLASSES = ("bonsai", "grand_piano", "sunflower")  # 312 photos whose cluste
 def tree_store(tmp_path_factory) -> Path:
     """Three caltech101-8 classes indexed and clustered through the CLI: a library whose clusters have
     sub-groups (sample_data's 20 per class are too few for any). Skipped without ../shared."""
-    from support import SHARED, run_cli
+    from support import SHARED, indexed_and_clustered
 
     source = SHARED / "datasets" / "caltech101-8"
     if not source.is_dir():
@@ -71,16 +73,12 @@ def tree_store(tmp_path_factory) -> Path:
     for name in TREE_CLASSES:
         shutil.copytree(source / name, folder / name)
     store = tmp_path_factory.mktemp("tree-store") / "store"
-    run_cli("index", folder, "--store", store, "--backbone", "efficientnet-lite0")
-    run_cli("cluster", "--store", store)
-    return store
+    return indexed_and_clustered(folder, store)
 
 
 @pytest.fixture
 def tree_copy(tree_store, tmp_path) -> Path:
-    dest = tmp_path / "store"
-    shutil.copytree(tree_store, dest)
-    return dest
+    return copy_of(tree_store, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -90,16 +88,12 @@ def empty_store(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def ui_copy(ui_store, tmp_path) -> Path:
-    dest = tmp_path / "store"
-    shutil.copytree(ui_store, dest)
-    return dest
+    return copy_of(ui_store, tmp_path)
 
 
 @pytest.fixture
 def trained_copy(trained_store, tmp_path) -> Path:
-    dest = tmp_path / "store"
-    shutil.copytree(trained_store, dest)
-    return dest
+    return copy_of(trained_store, tmp_path)
 
 
 @pytest.fixture
