@@ -45,10 +45,11 @@ def small_library():
     return X, y, cluster_vectors(X, seed=0)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: after UMAP the group of 10 is no node of the tree apart from "
-                   "the clutter around it, so it goes unsorted with that clutter (groups of 30 to 700 are found)")
 def test_every_group_from_10_to_700_is_found(small_library):
+    """The group of 10 is no node of the tree apart from the clutter UMAP blends it into; it is
+    found among the unsorted rows in the backbone's own space (hierarchy rule 5)."""
     X, y, r = small_library
+    assert r.params["tight_groups_found"] >= 1
     for g, (held, purity) in found(y, r.labels).items():
         assert held >= 0.8 and purity >= 0.8, f"group of {SIZES[g]}: held {held:.2f}, purity {purity:.2f}"
     assert r.n_clusters <= len(SIZES) + 2
@@ -88,8 +89,10 @@ def test_number_of_groups_follows_structure_not_size(small_library):
     sizes = {t["id"]: t["size"] for t in r5.tree}
     assert all(sizes[c] == int((r5.labels == c).sum()) for c in range(r5.n_clusters))
     for g, (held, purity) in found(y5, r5.labels).items():
-        if SIZES[g] >= 150:  # the group of 10 goes unsorted with the clutter (the xfail above)
-            assert held >= 0.8 and purity >= 0.8
+        # known gap: at 5x (another UMAP draw) the group of 10 is held whole, but inside a group
+        # with the clutter UMAP drew around it (those clutter pictures are about as alike to each
+        # other as random pictures of this library, where big tight groups lower that figure)
+        assert held >= 0.8 and (purity >= 0.8 or SIZES[g] < 30), f"group of {SIZES[g]}: {held:.2f}, {purity:.2f}"
 
 
 def test_copies_are_one_picture_and_controls_are_not():
@@ -220,3 +223,70 @@ def test_naming_a_parent_and_splitting_along_the_tree(store_copy):
         parts = lib.split_cluster(c.id)
         assert sorted(parts) == sorted(c.children)
     lib.close()
+
+
+def test_tight_unsorted_groups_finds_the_tight_set_and_never_clutter():
+    """Rule 5 on its own: among unsorted rows, a tight set of 10 is a group; uniform clutter, and a
+    set looser than the loosest group shown, are not."""
+    from organizer.discover.hierarchy import tight_unsorted_groups
+
+    rng = np.random.default_rng(3)
+    dim = 48
+    centre = rng.normal(size=dim)
+    tight = centre / np.linalg.norm(centre) + 0.05 * rng.normal(size=(10, dim))
+    X = np.concatenate([tight, rng.normal(size=(400, dim))]).astype(np.float32)
+    everything = np.arange(len(X))
+    found_ = tight_unsorted_groups(X, everything, everything, loosest=0.5)
+    assert [sorted(rows.tolist()) for rows, _ in found_] == [list(range(10))]
+    assert found_[0][1] == 1.0
+    assert tight_unsorted_groups(X, np.arange(10, len(X)), everything, loosest=0.5) == []   # clutter alone
+    assert tight_unsorted_groups(X, everything, everything, loosest=0.001) == []           # looser than shown
+
+
+def test_a_group_of_10_is_found_when_the_fit_sample_holds_only_a_few_of_it():
+    """A big library clusters a sample; a group of 10 has ~2 rows in it, too few for the tree. Its
+    rows stay unsorted after the vote and rule 5 finds them (here max_fit 1,000 of 5,010 rows)."""
+    X, y = shaped(sizes=(10, 1500, 1500, 1000), clutter=1000, seed=4)
+    r = cluster_vectors(X, seed=0, max_fit=1000)
+    held, purity = found(y, r.labels)[0]
+    assert held >= 0.8 and purity >= 0.8, (held, purity)
+    assert r.params["tight_groups_found"] >= 1
+    assert (r.labels[y == -1] < 0).mean() >= 0.6, "the clutter stays unsorted"
+
+
+def _tree_of(groups):
+    """A condensed tree by hand: ``groups`` is a list of top-level groups, each a list of leaf
+    sizes (one leaf: a group with no parts). Returns (GroupTree, top-level node ids, neighbours
+    in which every row's neighbours are rows of its own leaf: the parts are perfectly distinct)."""
+    m = sum(sum(g) for g in groups)
+    dt = [("parent", np.int64), ("child", np.int64), ("lambda_val", np.float64), ("child_size", np.int64)]
+    entries, tops, nxt, row = [], [], m + 1, 0
+    neighbours = np.zeros((m, 5), np.int64)
+    for g in groups:
+        top = nxt
+        nxt += 1
+        tops.append(top)
+        entries.append((m, top, 1.0, sum(g)))
+        leaves = [top] if len(g) == 1 else list(range(nxt, nxt + len(g)))
+        nxt += 0 if len(g) == 1 else len(g)
+        for leaf, size in zip(leaves, g):
+            if leaf != top:
+                entries.append((top, leaf, 2.0, size))
+            rows = np.arange(row, row + size)
+            entries.extend((leaf, int(r), 3.0, 1) for r in rows)
+            neighbours[rows] = rows[(np.arange(size)[:, None] + np.arange(1, 6)) % size]
+            row += size
+    return GroupTree(np.array(entries, dtype=dt), m), tops, neighbours
+
+
+def test_a_distinct_part_as_big_as_a_typical_group_is_split_off():
+    """A group of 114 made of two distinct parts (78 and 36, the smaller under a third of it) in a
+    library of groups of about 36: the part is a group of its own. Control: a distinct mode of 20
+    inside a class of 800, beside classes of hundreds, is not split (it is a part of its class)."""
+    tree, tops, nb = _tree_of([[78, 36], [36], [34], [40], [30]])
+    chosen = tree.split_mixed(tops, nb)
+    assert len(chosen) == 6 and tops[0] not in chosen
+    tree, tops, nb = _tree_of([[780, 20], [300], [300], [800]])
+    assert sorted(tree.split_mixed(tops, nb)) == sorted(tops)
+    tree, tops, nb = _tree_of([[40, 40], [300], [300], [800]])   # ...but a mixed half is split at any size
+    assert len(tree.split_mixed(tops, nb)) == 5

@@ -258,8 +258,7 @@ class HDBSCANClusterer:
         else:
             selected = tree.split_mixed(tree.stable_selection(), self.neighbours_)
             if X is not None:  # clutter that UMAP gathered into a blob is no group (hierarchy.py rule 3)
-                selected, self.loose_dropped_ = tree.without_loose(selected, np.asarray(X, np.float32)[idx],
-                                                                   self.random_state or 0)
+                selected, self.loose_dropped_ = tree.without_loose(selected, np.asarray(X, np.float32)[idx])
             biggest = max((len(tree.rows(v)) for v in selected), default=0)
             if len(selected) < 3 or biggest > m / 2:  # a group is not the library: weakly separated
                 mcs, leaves, leaf_tree = most_distinct_leaf_level(h.single_linkage_tree_.to_numpy(), m,
@@ -363,10 +362,13 @@ def _vote(E_fit, labels_fit, probs_fit, E_rest, k):
     return out_l, out_p
 
 
-def _place_remainder(E, core, k, threshold):
+def _place_remainder(E, core, k, threshold, X=None):
     """kNN vote in embedding space: a noise point joins the group that holds at least
     ``threshold`` of its k nearest neighbours, noise counting as a vote of its own, so clutter
-    (whose neighbours are clutter too) stays unsorted. Returns (labels, vote share)."""
+    (whose neighbours are clutter too) stays unsorted. With the backbone's vectors ``X``, a point
+    joins only a group it is no farther from (mean cosine distance to the members) than that
+    group's own farthest member: UMAP surrounds a small tight group with the clutter around it.
+    Returns (labels, vote share)."""
     labels = core.copy()
     share = np.zeros(len(core), dtype=np.float32)
     noise = np.flatnonzero(core < 0)
@@ -375,6 +377,7 @@ def _place_remainder(E, core, k, threshold):
     index = _knn_index(np.ascontiguousarray(E, dtype=np.float32))
     k = int(min(k + 1, len(E)))
     n_labels = int(core.max()) + 2   # slot 0 = noise
+    limits = sums = counts = None
     for i in range(0, len(noise), _CHUNK):
         rows = noise[i:i + _CHUNK]
         _, nbr = _knn_query(index, np.ascontiguousarray(E[rows], dtype=np.float32), k)
@@ -386,6 +389,13 @@ def _place_remainder(E, core, k, threshold):
         best = counts.argmax(axis=1)
         frac = counts[np.arange(len(rows)), best] / nbr.shape[1]
         ok = (frac >= threshold) & (best > 0)
+        if X is not None and ok.any():
+            if limits is None:
+                sums, counts = _group_sums(X, core)
+                limits = _farthest_member(X, core, sums, counts)
+            g = best - 1
+            far = _distance_to_group(X[rows[ok]], g[ok], sums, counts)
+            ok[np.flatnonzero(ok)[far > limits[g[ok]]]] = False
         labels[rows[ok]] = best[ok] - 1
         share[rows] = np.where(ok, frac, 0.0)
     return labels, share
@@ -485,16 +495,81 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     p.update(selection_used=hc.selection_used_, min_cluster_size_used=hc.min_cluster_size_used_,
              loose_groups_dropped=int(hc.loose_dropped_))
     core = hc.labels_
-    labels, share = _place_remainder(E, core, p["place_k"], p["place_threshold"])
+    labels, share = _place_remainder(E, core, p["place_k"], p["place_threshold"], X)
     lap("placement")
+    k_tree = len(hc.selected_)
+    for j, (rows, inside) in enumerate(_tight_groups(X, labels, idx, p["max_fit"], seed)):
+        labels[rows], share[rows] = k_tree + j, inside
+    p["tight_groups_found"] = int(labels.max() + 1 - k_tree) if len(labels) else 0
+    lap("tight groups")
     probs = np.where(core >= 0, hc.probabilities_, share)
     order = _size_order(labels)
-    flat_id = {hc.selected_[old]: new for new, old in enumerate(order)}
+    beside = len(hc.tree_.parent)   # node ids for groups found beside the tree (rule 5)
+    flat_id = {(hc.selected_[old] if old < k_tree else beside + old - k_tree): new
+               for new, old in enumerate(order)}
     labels, core = _renumber(labels, core)
     out = result(labels, core, probs)
     _attach_tree(out, hc, flat_id)
     lap("tree")
     return out
+
+
+def _group_sums(X, labels):
+    """Per group (labels 0..k-1; -1 ignored): the sum of its members' unit vectors, and its size;
+    in chunks, so a memory-mapped X is read once."""
+    from scipy.sparse import csr_matrix
+
+    from organizer.discover.hierarchy import unit_rows
+
+    k = int(labels.max()) + 1
+    sums, counts = np.zeros((k, X.shape[1])), np.bincount(labels[labels >= 0], minlength=k)
+    for i in range(0, len(X), _CHUNK):
+        part = labels[i:i + _CHUNK]
+        ok = np.flatnonzero(part >= 0)
+        onehot = csr_matrix((np.ones(len(ok)), (part[ok], ok)), shape=(k, len(part)))
+        sums += onehot @ unit_rows(X[i:i + _CHUNK]).astype(np.float64)
+    return sums, counts
+
+
+def _distance_to_group(Xr, groups, sums, counts, member=False):
+    """Mean cosine distance of each row of Xr to the members of its group (excluding itself when
+    ``member``)."""
+    from organizer.discover.hierarchy import unit_rows
+
+    dot = np.einsum("ij,ij->i", unit_rows(Xr).astype(np.float64), sums[groups])
+    n = counts[groups].astype(np.float64)
+    return 1.0 - (dot - 1.0) / np.maximum(n - 1, 1) if member else 1.0 - dot / np.maximum(n, 1)
+
+
+def _farthest_member(X, labels, sums, counts):
+    """Per group, the largest mean distance of one of its members to the others."""
+    out = np.zeros(len(counts))
+    for i in range(0, len(X), _CHUNK):
+        part = labels[i:i + _CHUNK]
+        ok = np.flatnonzero(part >= 0)
+        if len(ok):
+            d = _distance_to_group(X[i:i + _CHUNK][ok], part[ok], sums, counts, member=True)
+            np.maximum.at(out, part[ok], d)
+    return out
+
+
+def _tight_groups(X, labels, idx, max_fit, seed):
+    """hierarchy rule 5 over the unsorted rows (a seeded sample of max_fit of them, if more), with
+    the fit sample as the rest of the library they are told apart from."""
+    from organizer.discover.hierarchy import pair_distance, tight_unsorted_groups, unit_rows
+
+    unsorted = np.flatnonzero(labels < 0)
+    if len(unsorted) > max_fit:
+        unsorted = np.sort(np.random.default_rng(seed).choice(unsorted, max_fit, replace=False))
+    if len(unsorted) == 0:
+        return []
+    if labels.max() < 0:
+        loosest = pair_distance(unit_rows(X[idx]))
+    else:  # each group's exact mean pair distance from its sum of unit rows
+        sums, counts = _group_sums(X, labels)
+        n_ = np.maximum(counts, 2).astype(np.float64)
+        loosest = float(np.max(1.0 - ((sums * sums).sum(axis=1) - counts) / (n_ * (n_ - 1))))
+    return tight_unsorted_groups(X, unsorted, idx, loosest)
 
 
 def _recount_tree(out: ClusterResult) -> None:

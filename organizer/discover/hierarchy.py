@@ -12,18 +12,26 @@ person names first, by rules that refer to what a person sees, never to a librar
    distinct things (each member's nearest neighbours, in the backbone's own space, stay in
    its own sub-group well beyond chance: kappa >= ``DISTINCT_KAPPA``, "substantial
    agreement") and one name would be wrong for a big part of it (the sub-groups other
-   than the largest hold >= ``MIXED_SHARE`` of it).
+   than the largest hold >= ``MIXED_SHARE`` of it, or one of them is as big as the median
+   chosen group: in a library of many small groups, a distinct part of 36 inside a group of
+   114 is a group of its own, while a mode of 20 inside a class of 800 beside classes of
+   hundreds is not).
 3. *Clutter is no group*: UMAP gives every picture a neighbourhood of the same size, so clutter
    (pictures that have nothing in common) can come out as a dense blob. A chosen group whose
-   members are, on average, no more alike in the backbone's own space than two pictures drawn
-   at random from the library is replaced by its sub-groups that are groups, and what is left is
-   unsorted. (No group of the shared sets comes near: their loosest is 0.90 of the random-pair
+   typical member is no more alike to the others, in the backbone's own space, than two pictures
+   drawn at random from the library is replaced by its sub-groups that are groups, and what is
+   left is unsorted. (No group of the shared sets comes near: their loosest is 0.90 of the random-pair
    distance, cifar10-test's; uniform clutter is 1.3. A library where one tight group holds most
    pictures lowers the random-pair distance; a loose group there is shown by its tighter parts.)
 4. *A group is not the library*: when that leaves fewer than 3 groups or one group holding
    most images, the features are weakly separated and the tree has no level a person can
    name; then its leaves are shown at the smallest-group size (on a sqrt(2)-spaced ladder)
    whose groups are most distinct from one another (highest neighbour kappa).
+5. *A tight group is a group even where the reduced space blends it in*: among the rows left
+   unsorted, rows that are each other's nearest neighbours in the backbone's own space, in a set
+   of >= ``MIN_GROUP`` that mostly points to itself and is no looser than the loosest group
+   already shown, are a group (``tight_unsorted_groups``). This also finds a small group of which
+   the fit sample of a big library holds only a few rows.
 """
 from __future__ import annotations
 
@@ -109,31 +117,36 @@ class GroupTree:
         return [int(v) for v in self.nodes if v != self.root and not self.children.get(int(v))]
 
     def split_mixed(self, selected: list[int], neighbours: np.ndarray) -> list[int]:
-        """Replace each group by its sub-groups while they are distinct and one name would be wrong
-        for >= MIXED_SHARE of it (recursively)."""
+        """Replace each group by its sub-groups while they are distinct and they matter: one name
+        would be wrong for >= MIXED_SHARE of it, or a sub-group other than the largest is as big
+        as the median group of ``selected`` (a part the size of this library's typical group is a
+        group a person names; measured on the library itself, so no size is fixed). Recursive."""
+        typical = float(np.median([len(self.rows(v)) for v in selected])) if selected else np.inf
         out, todo = [], list(selected)
         while todo:
             v = todo.pop()
             kids = self.children.get(v, [])
             sizes = sorted((len(self.rows(c)) for c in kids), reverse=True)
-            if len(kids) >= 2 and sum(sizes[1:]) >= MIXED_SHARE * len(self.rows(v)) \
-                    and kappa([self.rows(c) for c in kids], neighbours) >= DISTINCT_KAPPA:
+            matters = len(kids) >= 2 and (sum(sizes[1:]) >= MIXED_SHARE * len(self.rows(v)) or sizes[1] >= typical)
+            if matters and kappa([self.rows(c) for c in kids], neighbours) >= DISTINCT_KAPPA:
                 todo.extend(kids)
             else:
                 out.append(v)
         return out
 
-    def without_loose(self, selected: list[int], X: np.ndarray, seed: int = 0) -> tuple[list[int], int]:
-        """Rule 3: each chosen group no more alike (mean cosine distance of its member pairs, in
-        ``X``) than random pairs of the library is replaced by its children, recursively; a leaf
-        that fails is dropped. Returns (selection, number of groups given up)."""
-        rng = np.random.default_rng(seed)
-        Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-        library = _pair_distance(Xn, np.arange(len(X)), rng, 20_000)
+    def without_loose(self, selected: list[int], X: np.ndarray) -> tuple[list[int], int]:
+        """Rule 3: each chosen group whose typical member (the median, over members, of the mean
+        cosine distance to the other members, in ``X``) is no more alike to the rest than two
+        random pictures of the library are to each other is replaced by its children, recursively;
+        a leaf that fails is dropped. The median, not the mean: a tight handful inside a blob of
+        clutter makes the blob's mean look like a group while most of its members are clutter.
+        Returns (selection, number of groups given up)."""
+        Xn = unit_rows(X)
+        library = pair_distance(Xn)
         out, todo, dropped = [], list(selected), 0
         while todo:
             v = todo.pop()
-            if _pair_distance(Xn, self.rows(v), rng, 4_000) < library:
+            if typical_distance(Xn[self.rows(v)]) < library:
                 out.append(v)
             else:
                 dropped += 1
@@ -163,6 +176,8 @@ class GroupTree:
 
     def ancestors(self, v: int) -> list[int]:
         out = []
+        if v >= len(self.parent):  # a group found beside the tree (rule 5) has none
+            return out
         while self.parent[v] >= 0 and self.parent[v] != self.root:
             v = int(self.parent[v])
             out.append(v)
@@ -177,13 +192,74 @@ class GroupTree:
         return out
 
 
-def _pair_distance(Xn: np.ndarray, rows: np.ndarray, rng, pairs: int) -> float:
-    """Mean cosine distance of ``pairs`` seeded random pairs of distinct ``rows`` (unit vectors)."""
-    if len(rows) < 2:
+def unit_rows(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, np.float32)
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def pair_distance(Xn: np.ndarray) -> float:
+    """Mean cosine distance over all pairs of distinct rows of ``Xn`` (unit vectors), exactly:
+    the sum of all pair similarities is |sum of rows|^2 minus the rows' own n."""
+    n = len(Xn)
+    if n < 2:
         return 0.0
-    a, b = rng.choice(rows, pairs), rng.choice(rows, pairs)
-    ok = a != b
-    return float(np.mean(1.0 - np.einsum("ij,ij->i", Xn[a[ok]], Xn[b[ok]])))
+    total = Xn.sum(axis=0, dtype=np.float64)
+    return float(1.0 - (total @ total - n) / (n * (n - 1)))
+
+
+def typical_distance(Xn: np.ndarray) -> float:
+    """The median over rows of each row's mean cosine distance to the other rows (unit vectors)."""
+    n = len(Xn)
+    if n < 2:
+        return 0.0
+    total = Xn.sum(axis=0, dtype=np.float64)
+    return float(np.median(1.0 - (Xn @ total - 1.0) / (n - 1)))
+
+
+def tight_unsorted_groups(X: np.ndarray, unsorted: np.ndarray, reference: np.ndarray,
+                          loosest: float) -> list[tuple[np.ndarray, float]]:
+    """Rule 5: groups among the unsorted rows that the reduced space could not show (a tight group
+    of 10 inside clutter, which UMAP's fixed-size neighbourhoods blend into it; a small group of
+    which the fit sample holds only a few rows). In the backbone's own space: the rows that are
+    each other's nearest neighbours (mutual among their MIN_GROUP - 1 nearest, searched among
+    ``unsorted`` and the ``reference`` rows), in sets of >= MIN_GROUP whose members' neighbours
+    are mostly each other and that are no looser (mean pair distance) than ``loosest``, the
+    loosest group the library already shows. Returns (rows, share of the members' neighbours
+    inside the set) per group."""
+    import faiss
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    k = MIN_GROUP - 1
+    if len(unsorted) < MIN_GROUP:
+        return []
+    pool = np.union1d(unsorted, reference)
+    Xp = np.ascontiguousarray(unit_rows(np.asarray(X[pool])))
+    index = faiss.IndexFlatIP(Xp.shape[1])
+    index.add(Xp)
+    at = np.searchsorted(pool, unsorted)
+    _, nbr = index.search(Xp[at], k + 1)
+    own = nbr == at[:, None]                           # drop the row itself, keep k others
+    first = np.where(own.any(axis=1), own.argmax(axis=1), k)
+    keep = np.ones_like(own)
+    keep[np.arange(len(at)), first] = False
+    nbr = nbr[keep].reshape(len(at), k)
+    pos = np.full(len(pool), -1, np.int64)
+    pos[at] = np.arange(len(unsorted))
+    src = np.repeat(np.arange(len(unsorted)), k)
+    dst = np.where(nbr.ravel() >= 0, pos[np.maximum(nbr.ravel(), 0)], -1)
+    ok = dst >= 0
+    graph = coo_matrix((np.ones(int(ok.sum()), np.int8), (src[ok], dst[ok])), shape=(len(unsorted),) * 2).tocsr()
+    mutual = graph.minimum(graph.T)
+    count, comp = connected_components(mutual, directed=False)
+    sizes = np.bincount(comp, minlength=count)
+    out = []
+    for c in np.flatnonzero(sizes >= MIN_GROUP):
+        members = np.flatnonzero(comp == c)
+        inside = float(np.isin(nbr[members], at[members]).mean())
+        if inside >= 0.5 and pair_distance(Xp[at[members]]) <= loosest:
+            out.append((unsorted[members], inside))
+    return out
 
 
 def neighbour_graph(X: np.ndarray, k: int = AGREEMENT_K, with_similarity: bool = False):
