@@ -157,18 +157,20 @@ def clip_checkpoint(model: str) -> Path:
     return path
 
 
-def clip_rounds(model: str, folder: Path, repeats: int, streams: int) -> dict:
+def clip_rounds(model: str, folder: Path, repeats: int, streams: int, base: Path | None = None) -> dict:
     spec = f"clip:{model}:{clip_checkpoint(model)}"
     stores = WORK / "stores" / "stages-clip"
     seed = stores / "seed"
     index_once(folder, seed, backbone=spec)  # makes and verifies the export, kept in that store's cache
     onnx = onnx_file(seed / "cache" / "onnx", "*fp32*.onnx")
     n = sum(1 for _ in folder.rglob("*.jpg"))
-    rounds = {"backbone": [], "index": []}
+    rounds = {"backbone": [], "index": [], "base_index": []}
     for r in range(repeats):
         # a transformer runs whole batches (TowerEmbedder.micro_batch), streams of one thread
         rounds["backbone"].append(run_backbone(streams, n, micro=0, onnx=onnx))
-        rounds["index"].append(index_once(folder, stores / "index", backbone=spec, onnx_from=seed))
+        trees = [("", None)] + ([("base_", base)] if base else [])
+        for prefix, tree in (trees if r % 2 == 0 else trees[::-1]):
+            rounds[prefix + "index"].append(index_once(folder, stores / f"{prefix}index", tree, spec, onnx_from=seed))
         print(f"clip round {r + 1}: backbone {rounds['backbone'][-1]['images_per_s']:.1f} img/s, index "
               f"{rounds['index'][-1]['images_per_s']:.1f}; load {os.getloadavg()[0]:.1f}", flush=True)
     bb, ix = (median([x["images_per_s"] for x in rounds[k]]) for k in ("backbone", "index"))
@@ -178,6 +180,11 @@ def clip_rounds(model: str, folder: Path, repeats: int, streams: int) -> dict:
                                                                  zip(rounds["index"], rounds["backbone"])],
            "backbone_cpu_ms_per_image": bb_cpu, "index_cpu_ms_per_image": ix_cpu, "cpu_ratio": bb_cpu / ix_cpu,
            "runtime": rounds["index"][-1]["runtime"]}
+    if base:
+        res.update(baseline_tree=str(base), base_index_median=median([x["images_per_s"] for x in rounds["base_index"]]),
+                   base_index_cpu_ms_per_image=median([x["cpu_ms_per_image"] for x in rounds["base_index"]]))
+        print(f"baseline: index {res['base_index_median']:.1f} img/s, CPU {res['base_index_cpu_ms_per_image']:.1f} ms "
+              "per image")
     print(f"CLIP {model} ({res['runtime']}): backbone alone {bb:.1f} img/s, index {ix:.1f} img/s = {ix / bb:.2f} of "
           f"it; CPU per image {bb_cpu:.1f} ms against {ix_cpu:.1f} ({bb_cpu / ix_cpu:.2f})")
     return res
@@ -216,15 +223,15 @@ def main():
     caltech = need(DATASETS / "caltech101-8")
     small = subset(caltech, WORK / f"small-{a.n}", a.n, stride=max(1, 2463 // a.n))
     control = subset(small, WORK / f"small-{a.n}-first-{a.big}", a.big)
+    base = a.baseline_tree.resolve() if a.baseline_tree else None
     if a.clip:
-        return save(a.name, {"machine": machine(), **clip_rounds(a.clip, control, a.repeats, streams)})
+        return save(a.name, {"machine": machine(), **clip_rounds(a.clip, control, a.repeats, streams, base)})
     print(f"making {a.big} 12-megapixel JPEGs (once)", flush=True)
     big = make_big(control, WORK / f"big12mp-from-{a.n}-{a.big}", a.big)
     stores = WORK / "stores" / "stages"
     index_once(control, stores / "seed")  # fills the per-user cache with the export: steady state after
     rounds = {"backbone": [], "backbone_issue": [], "noop": [], "small": [], "control": [], "big": [], "stages_small": [], "stages_big": [],
               "base_small": [], "base_control": [], "base_big": []}
-    base = a.baseline_tree.resolve() if a.baseline_tree else None
     for r in range(a.repeats):
         # interleaved, so the others' load hits every measurement alike
         rounds["backbone"].append(run_backbone(streams, a.n))
