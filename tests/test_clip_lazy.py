@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,10 +72,14 @@ def test_known_model_runs_on_the_export_without_torch(checkpoint, tmp_path):
     assert (again["dim"], again["family"]) == (first.dim, first.family)
     assert np.allclose(np.array(again["vectors"], np.float32), expected, atol=1e-5)
 
-    # the control: an empty cache builds the model (and so imports PyTorch)
-    fresh = child(checkpoint, tmp_path / "other-cache")
-    assert fresh["built"] and fresh["torch"]
-    assert np.allclose(np.array(fresh["vectors"], np.float32), expected, atol=1e-4)
+    # the control: the same export without the model's description builds the model (PyTorch imported)
+    other = Path(shutil.copytree(cache, tmp_path / "other-cache"))
+    for meta in (other / "onnx").glob("*" + META_SUFFIX):
+        meta.unlink()
+    built = child(checkpoint, other)
+    assert built["built"] and built["torch"] and built["runtime"] == "onnxruntime"
+    assert np.allclose(np.array(built["vectors"], np.float32), expected, atol=1e-5)
+    assert list((other / "onnx").glob("*" + META_SUFFIX)), "and writes it for the next command"
 
 
 def test_lazy_model_is_built_for_text_and_checked(checkpoint, tmp_path):
