@@ -16,7 +16,13 @@ JPEGs (made once under $ORGANIZER_BENCH_DIR, never under ../shared) with the sam
 as their control. Medians of --repeats rounds; every round's load average is recorded, since
 the machine is shared.
 
-Usage: bench_index_stages.py [--n 300] [--big 100] [--repeats 3] [--name index-stages]
+With --clip MODEL, the same comparison for an open_clip model instead (issue 17's CLIP path): the
+architecture built with random weights (seed 0) and saved to a local checkpoint under
+$ORGANIZER_BENCH_DIR, loaded through `--backbone clip:MODEL:FILE`; backbone alone = its verified
+ONNX export (fp32), run as indexing runs a transformer (streams of one thread, whole batches);
+whole process = `organizer index` of the N photos on a fresh store holding that export already.
+
+Usage: bench_index_stages.py [--n 300] [--big 100] [--repeats 3] [--name index-stages] [--clip ViT-B-32]
 """
 from __future__ import annotations
 
@@ -36,11 +42,11 @@ BATCH = 32            # indexing's batch size (index_folder's default)
 MICRO = 2             # TowerEmbedder.micro_batch for convnets
 
 
-def onnx_file() -> Path:
+def onnx_file(folder: Path | None = None, pattern: str = "efficientnet-lite0-*fp32*.onnx") -> Path:
     """The verified export indexing uses (the benchmark's per-user cache, filled by a seed run)."""
-    files = sorted((Path(ENV["ORGANIZER_USER_CACHE"]) / "onnx").glob("efficientnet-lite0-*fp32*.onnx"))
+    files = sorted((folder or Path(ENV["ORGANIZER_USER_CACHE"]) / "onnx").glob(pattern))
     if not files:
-        sys.exit("no cached EfficientNet-Lite0 export: run one `organizer index` first")
+        sys.exit(f"no cached export {pattern}: run one `organizer index` first")
     return files[-1]
 
 
@@ -67,23 +73,24 @@ def backbone_alone(path: str, streams: int, images: int, threads: int = 1, micro
     print(json.dumps({"images": n, "seconds": dt, "images_per_s": n / dt, "cpu_ms_per_image": 1000 * cpu / n}))
 
 
-def run_backbone(streams: int, images: int, threads: int = 1, micro: int = MICRO) -> dict:
-    res = run([PY, Path(__file__).resolve(), "--backbone-alone", onnx_file(), str(streams), str(images), str(threads),
-               str(micro)])
+def run_backbone(streams: int, images: int, threads: int = 1, micro: int = MICRO, onnx: Path | None = None) -> dict:
+    res = run([PY, Path(__file__).resolve(), "--backbone-alone", onnx or onnx_file(), str(streams), str(images),
+               str(threads), str(micro)])
     out = json.loads(res["stdout"].strip().splitlines()[-1])
     out["loadavg"] = res["loadavg"]
     return out
 
 
 # -- the whole process -----------------------------------------------------------------------
-def index_once(folder: Path, store: Path, tree: Path | None = None) -> dict:
+def index_once(folder: Path, store: Path, tree: Path | None = None, backbone: str = "efficientnet-lite0",
+               onnx_from: Path | None = None) -> dict:
     """tree: run the organizer package of that source tree (the baseline) instead of this one."""
-    fresh_store(store)
+    fresh_store(store, onnx_from)
     profile = store.parent / (store.name + ".profile.json")
     profile.unlink(missing_ok=True)
     load_before = os.getloadavg()[0]
     # -P: `python -m` would put the working directory (this tree) ahead of PYTHONPATH
-    cmd = [PY, "-P", "-m", "organizer.cli", "index", folder, "--store", store, "--backbone", "efficientnet-lite0"]
+    cmd = [PY, "-P", "-m", "organizer.cli", "index", folder, "--store", store, "--backbone", backbone]
     res = run(cmd, env={**ENV, "ORGANIZER_PROFILE": str(profile), "PYTHONPATH": str(tree or ROOT)})
     info = parse_index(res["stdout"])
     stages = json.loads(profile.read_text()) if profile.exists() else {}
@@ -135,6 +142,54 @@ def stages_in_process(folder: Path, limit: int) -> dict:
     return out
 
 
+# -- the CLIP path ---------------------------------------------------------------------------
+def clip_checkpoint(model: str) -> Path:
+    """`model` with random weights (seed 0), saved once as safetensors (no hub here)."""
+    path = WORK / f"clip-{model}-random.safetensors"
+    if not path.exists():
+        import open_clip
+        import torch
+        from safetensors.torch import save_file
+
+        torch.manual_seed(0)
+        weights = open_clip.create_model(model, pretrained=None).state_dict()
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
+    return path
+
+
+def clip_rounds(model: str, folder: Path, repeats: int, streams: int, base: Path | None = None) -> dict:
+    spec = f"clip:{model}:{clip_checkpoint(model)}"
+    stores = WORK / "stores" / "stages-clip"
+    seed = stores / "seed"
+    index_once(folder, seed, backbone=spec)  # makes and verifies the export, kept in that store's cache
+    onnx = onnx_file(seed / "cache" / "onnx", "*fp32*.onnx")
+    n = sum(1 for _ in folder.rglob("*.jpg"))
+    rounds = {"backbone": [], "index": [], "base_index": []}
+    for r in range(repeats):
+        # a transformer runs whole batches (TowerEmbedder.micro_batch), streams of one thread
+        rounds["backbone"].append(run_backbone(streams, n, micro=0, onnx=onnx))
+        trees = [("", None)] + ([("base_", base)] if base else [])
+        for prefix, tree in (trees if r % 2 == 0 else trees[::-1]):
+            rounds[prefix + "index"].append(index_once(folder, stores / f"{prefix}index", tree, spec, onnx_from=seed))
+        print(f"clip round {r + 1}: backbone {rounds['backbone'][-1]['images_per_s']:.1f} img/s, index "
+              f"{rounds['index'][-1]['images_per_s']:.1f}; load {os.getloadavg()[0]:.1f}", flush=True)
+    bb, ix = (median([x["images_per_s"] for x in rounds[k]]) for k in ("backbone", "index"))
+    bb_cpu, ix_cpu = (median([x["cpu_ms_per_image"] for x in rounds[k]]) for k in ("backbone", "index"))
+    res = {"model": model, "images": n, "onnx": onnx.name, "rounds": rounds, "backbone_median": bb, "index_median": ix,
+           "ratio_index_to_backbone": ix / bb, "round_ratios": [i["images_per_s"] / b["images_per_s"] for i, b in
+                                                                 zip(rounds["index"], rounds["backbone"])],
+           "backbone_cpu_ms_per_image": bb_cpu, "index_cpu_ms_per_image": ix_cpu, "cpu_ratio": bb_cpu / ix_cpu,
+           "runtime": rounds["index"][-1]["runtime"]}
+    if base:
+        res.update(baseline_tree=str(base), base_index_median=median([x["images_per_s"] for x in rounds["base_index"]]),
+                   base_index_cpu_ms_per_image=median([x["cpu_ms_per_image"] for x in rounds["base_index"]]))
+        print(f"baseline: index {res['base_index_median']:.1f} img/s, CPU {res['base_index_cpu_ms_per_image']:.1f} ms "
+              "per image")
+    print(f"CLIP {model} ({res['runtime']}): backbone alone {bb:.1f} img/s, index {ix:.1f} img/s = {ix / bb:.2f} of "
+          f"it; CPU per image {bb_cpu:.1f} ms against {ix_cpu:.1f} ({bb_cpu / ix_cpu:.2f})")
+    return res
+
+
 def med(runs: list[dict], key: str):
     return median([r[key] for r in runs])
 
@@ -151,6 +206,7 @@ def main():
     ap.add_argument("--baseline-tree", type=Path, default=None,
                     help="a source tree of the code before a change: its `organizer index` runs in the same rounds")
     ap.add_argument("--name", default="index-stages", help="results file: benchmarks/results/NAME.json")
+    ap.add_argument("--clip", metavar="MODEL", help="measure this open_clip architecture (random weights) instead")
     ap.add_argument("--backbone-alone", nargs=5, help=argparse.SUPPRESS)
     ap.add_argument("--read-stages", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -167,13 +223,15 @@ def main():
     caltech = need(DATASETS / "caltech101-8")
     small = subset(caltech, WORK / f"small-{a.n}", a.n, stride=max(1, 2463 // a.n))
     control = subset(small, WORK / f"small-{a.n}-first-{a.big}", a.big)
+    base = a.baseline_tree.resolve() if a.baseline_tree else None
+    if a.clip:
+        return save(a.name, {"machine": machine(), **clip_rounds(a.clip, control, a.repeats, streams, base)})
     print(f"making {a.big} 12-megapixel JPEGs (once)", flush=True)
     big = make_big(control, WORK / f"big12mp-from-{a.n}-{a.big}", a.big)
     stores = WORK / "stores" / "stages"
     index_once(control, stores / "seed")  # fills the per-user cache with the export: steady state after
     rounds = {"backbone": [], "backbone_issue": [], "noop": [], "small": [], "control": [], "big": [], "stages_small": [], "stages_big": [],
               "base_small": [], "base_control": [], "base_big": []}
-    base = a.baseline_tree.resolve() if a.baseline_tree else None
     for r in range(a.repeats):
         # interleaved, so the others' load hits every measurement alike
         rounds["backbone"].append(run_backbone(streams, a.n))

@@ -142,8 +142,10 @@ def test_recoloured_variant_kept_apart(library):
     # (another studio shot of the same motorbike model may join them too with the check off)
     group = next((g for g, paths in zip(loose, sets) if library["variant"] <= paths), None)
     assert group is not None, sets
-    other = next(m for m in group["members"] if m["path"] == "variants/recoloured.jpg")
-    assert not other["best"]  # measured against the kept one
-    assert other["match"] >= 0.95 and other["colour_change"] > 20
+    # measured against the kept one: another shot of the model when it joins (its match sits at
+    # 0.950, on the threshold), else the variant itself (the larger file) and the original against it
+    measured = [m for m in group["members"] if m["path"] in library["variant"] and not m["best"]]
+    assert measured, group
+    assert all(m["match"] >= 0.95 and m["colour_change"] > 20 for m in measured), measured
     assert all("variants/recoloured.jpg" not in s for s in
                [{m["path"] for m in g["members"]} for g in groups_of(library["store"])])

@@ -327,26 +327,41 @@ def decode_image(data: bytes, *, name: str = "<bytes>", min_side: int = 224,
     raise error
 
 
-THUMB_METHOD = 1  # WebP effort: 1 encodes ~2.5x faster than 4 for ~10% more bytes (benchmarks/README.md, issue 17)
+THUMB_FORMAT = "JPEG"  # baseline JPEG: ~0.1 ms to encode against 1-3 ms for WebP method 1 (benchmarks/README.md, issue 17)
+# Bicubic shrinks a photo to 256 px in ~0.5 ms against ~0.75 for Lanczos (then the thumbnail's largest
+# cost), pixels within ~1 level; bilinear (~0.3 ms) cost duplicate detection a wrong pair (README, issue 17).
+THUMB_FILTER = Image.Resampling.BICUBIC
 
 
 def make_thumbnail(image: Image.Image, size: int = 256, quality: int = 80) -> bytes:
-    """Encode a WebP thumbnail whose longest side is <= size, aspect kept.
+    """Encode a baseline JPEG thumbnail (RGB, 4:2:0) whose longest side is <= size, aspect kept.
 
     Indexing makes one per image, so this is on the indexer's critical path: an integer box
-    reduction first (reducing_gap 1) and a fast WebP method keep it a few milliseconds."""
+    reduction first (reducing_gap 1) and JPEG, the cheapest codec to encode. Transparent pixels
+    are composited over BACKGROUND, as decode_image does. Thumbnails stored by older versions are
+    WebP: readers open them with Image.open, which tells the format from the bytes."""
     if size < 1 or not 0 <= quality <= 100:
         raise ValueError("size must be >= 1 and quality in 0..100")
     try:
-        im = image if image.mode in ("RGB", "RGBA", "L") else image.convert("RGB")
+        im = image
+        if im.mode == "P" or (im.mode in ("L", "RGB") and "transparency" in im.info):
+            im = im.convert("RGBA")
+        elif im.mode not in ("RGB", "RGBA", "LA", "L"):
+            im = im.convert("RGB")
         width, height = im.size
         if max(width, height) > size:
             scale = size / max(width, height)
             new = (max(1, min(size, round(width * scale))),
                    max(1, min(size, round(height * scale))))
-            im = im.resize(new, Image.Resampling.LANCZOS, reducing_gap=1.0)
+            im = im.resize(new, THUMB_FILTER, reducing_gap=1.0)
+        if im.mode in ("RGBA", "LA"):
+            flat = Image.new("RGB", im.size, BACKGROUND)
+            flat.paste(im.convert("RGB"), mask=im.getchannel("A"))
+            im = flat
+        elif im.mode != "RGB":
+            im = im.convert("RGB")
         buf = io.BytesIO()
-        im.save(buf, "WEBP", quality=quality, method=THUMB_METHOD)
+        im.save(buf, THUMB_FORMAT, quality=quality, subsampling=2, optimize=False, progressive=False)
         return buf.getvalue()
     except Exception as e:
         raise DecodeError(f"cannot make thumbnail: {_one_line(e, 160)}") from None

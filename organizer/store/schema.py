@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS images (
     width INTEGER, height INTEGER, format TEXT,
     shard INTEGER, shard_row INTEGER,    -- where the vector lives; NULL until embedded
     feature_norm REAL,                   -- norm before L2 normalisation (lets a linear head be re-applied)
-    thumbnail BLOB,                      -- small WebP, served by id only
+    thumbnail BLOB,                      -- small JPEG (WebP before issue 17), served by id only
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS files (
