@@ -6,8 +6,8 @@ files with one image id are byte-identical. A near-copy is the same photograph r
 JPEG quality), resized or slightly cropped; it passes four tests, cheapest first:
   1. FAISS proposes each image's nearest neighbours closer than `threshold` (cosine distance);
   2. their DCT perceptual hashes (whole picture and two centre crops, from the stored 256-px
-     thumbnail (JPEG; WebP in stores indexed before), cached in this module's own table) differ by at most `max_hash_distance`
-     bits;
+     thumbnail: JPEG, or WebP in stores indexed before; cached in this module's own table)
+     differ by at most `max_hash_distance` bits;
   3. the two thumbnails, one cropped onto the other (shift and scale found per axis from row and
      column profiles), correlate at least `min_match` in colour at 64x64;
   4. no eighth-by-eighth cell of the aligned thumbnails changed colour by more than
