@@ -164,45 +164,15 @@ class AnonPeak:
             self.rss = max(self.rss, int(fields.get("VmRSS", "0 kB").split()[0]) >> 10)
 
 
-def synthetic_store(path: Path, n: int, dim: int = 1280, shard_rows: int = 4096) -> Path:
-    """n unit vectors around 60 centres (float16-exact, as the store keeps them), recorded as the
-    indexer records them, without images."""
-    import time
-
-    import numpy as np
-
-    from organizer.store import Store
-    from organizer.store.vectors import write_shard
-
-    store = Store(fresh_store(path))
-    store.set_meta("backbone", "efficientnet-lite0")
-    store.set_meta("dim", str(dim))
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(60, dim))
-    now = time.time()
-    for lo in range(0, n, shard_rows):
-        m = min(shard_rows, n - lo)
-        x = centres[rng.integers(0, 60, m)] + 0.9 * rng.normal(size=(m, dim))
-        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
-        with store.transaction():
-            shard = write_shard(store, x)
-            rows = [(f"{lo + i:032x}", shard, i, now) for i in range(m)]
-            store.db.executemany("INSERT INTO images(id, shard, shard_row, feature_norm, created_at) "
-                                 "VALUES(?,?,?,1.0,?)", rows)
-            store.db.executemany("INSERT INTO files(path, image_id, size, mtime_ns, status, last_seen) "
-                                 "VALUES(?,?,0,0,'ok',?)", [(f"f/{r[0]}.jpg", r[0], now) for r in rows])
-    store.close()
-    return path
-
-
 def bench_cluster(n: int, max_fit: int) -> None:
     import sqlite3
     import subprocess
     import time
 
     from ray_engine.cluster import LocalCluster
+    from ray_engine.synthetic import synthetic_store
 
-    store = synthetic_store(WORK / f"ray-cluster-{n}", n)
+    store = synthetic_store(fresh_store(WORK / f"ray-cluster-{n}"), n)
     cluster = LocalCluster().start(workers=1)
     out = {"machine": machine(), "rows": n, "max_fit": max_fit, "runs": {}}
     saved = {}
