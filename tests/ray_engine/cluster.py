@@ -24,6 +24,8 @@ RAY_START = ("import ray._private.services as s\n"
              "from ray.scripts.scripts import main\n"
              "main()\n")
 OBJECT_STORE_BYTES = 200 << 20   # per node: results stream through, the machine has 2 cores
+# No log monitor: it tails every worker's log to forward lines to drivers, and organizer's drivers
+# take none (log_to_driver=False); docs/SCALING.md recommends the same to users.
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -69,8 +71,8 @@ class LocalCluster:
         log = open(self.tmp / f"{name}.log", "w")
         proc = subprocess.Popen([sys.executable, "-c", RAY_START, "start", "--block", "--num-cpus", str(self.cpus),
                                  "--node-ip-address", "127.0.0.1", "--object-store-memory", str(OBJECT_STORE_BYTES),
-                                 "--disable-usage-stats", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                 "--disable-usage-stats", "--include-log-monitor", "false", *args],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 120
         while "Ray runtime started" not in (self.tmp / f"{name}.log").read_text():
             if proc.poll() is not None or time.time() > deadline:
