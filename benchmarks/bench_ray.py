@@ -14,7 +14,11 @@ With --cluster-rows N it measures `organizer cluster` instead: a synthetic store
 vectors, clustered with --max-fit M by the local engine and with --engine ray (2 nodes), the
 driver's peak anonymous memory (sampled from /proc) and whether both saved the same rows.
 
-Usage: bench_ray.py [--limit N] [--repeats N]
+With --small N each round also indexes the first N photos, and the two sizes give each
+configuration's marginal images/s (what one more photo costs once a run is going) and its
+fixed start (wall time the marginal rate does not explain: joining, actors, imports, exit).
+
+Usage: bench_ray.py [--limit N] [--repeats N] [--small N] [--profile] [--only local,ray-2nodes]
        bench_ray.py --cluster-rows N [--max-fit M]
 """
 from __future__ import annotations
@@ -36,6 +40,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cluster-rows", type=int, default=None, help="measure `cluster` on a synthetic store instead")
     ap.add_argument("--max-fit", type=int, default=5000)
+    ap.add_argument("--profile", action="store_true", help="print the Ray nodes' CPU by kind of process")
+    ap.add_argument("--small", type=int, default=None,
+                    help="also index the first N photos each round: the marginal rate and the fixed start")
+    ap.add_argument("--only", default=None, help="comma-separated configurations to run (default: all)")
     args = ap.parse_args()
     if args.cluster_rows:
         return bench_cluster(args.cluster_rows, args.max_fit)
@@ -44,52 +52,85 @@ def main() -> None:
     photos = subset(need(DATASETS / "caltech101-8"), WORK / f"ray-photos-{args.limit or 'all'}", args.limit)
     seed = fresh_store(WORK / "ray-seed")
     run(organizer("index", photos, "--store", seed, "--backbone", "efficientnet-lite0"))  # exports ONNX once
-    clusters = {"ray-1node": LocalCluster().start(workers=0), "ray-2nodes": LocalCluster().start(workers=1)}
-    rows: dict[str, list[dict]] = {"local": [], **{k: [] for k in clusters}}
+    chosen = args.only.split(",") if args.only else ["local", "ray-1node", "ray-2nodes"]
+    clusters = {name: LocalCluster().start(workers=w) for name, w in (("ray-1node", 0), ("ray-2nodes", 1))
+                if name in chosen}
+    rows: dict[str, list[dict]] = {k: [] for k in chosen}
+    small_rows: dict[str, list[dict]] = {k: [] for k in chosen}
+    small = subset(photos, WORK / f"ray-photos-first-{args.small}", args.small) if args.small else None
+
+    def one(r: int, name: str, folder: Path, into: dict) -> dict:
+        store = fresh_store(WORK / f"ray-{name}", onnx_from=seed)
+        cmd = organizer("index", folder, "--store", store, "--backbone", "efficientnet-lite0")
+        env = ENV
+        if name in clusters:
+            cmd += ["--engine", "ray", "--ray-address", clusters[name].address]
+            env = clusters[name].env(ORGANIZER_USER_CACHE=ENV["ORGANIZER_USER_CACHE"])
+        load_before = os.getloadavg()[0]
+        sampler = NodesCpu(clusters)
+        res = run(cmd, env=env, rss=True)
+        nodes = sampler.stop()
+        if args.profile and name in clusters:
+            print(f"  CPU s by process: {sampler.by_process().get(name)}", flush=True)
+        info = parse_index(res["stdout"])
+        # CPU of the whole work: the command (local: with its decode processes) plus, on Ray,
+        # every process of its cluster's nodes (raylets, GCS, actors): less sensitive than
+        # wall time to what else runs on a shared machine
+        cpu = res["cpu_s"] + nodes.get(name, 0.0)
+        row = {"wall_s": res["wall_s"], "images_s": info["embedded"] / res["wall_s"],
+               "command_cpu_s": res["cpu_s"], "cpu_s": cpu, "cpu_ms_per_image": 1000 * cpu / info["embedded"],
+               "idle_clusters_cpu_s": sum(v for k, v in nodes.items() if k != name),
+               "loadavg_before": load_before,
+               "driver_peak_rss_mib": res["peak_rss_main_mib"], "runtime": info["runtime"],
+               "embedded": info["embedded"], "loadavg": res["loadavg"]}
+        into[name].append(row)
+        print(f"round {r + 1} {name:>10}: {info['embedded']} photos, {row['images_s']:6.1f} images/s "
+              f"({res['wall_s']:.1f} s, {row['cpu_ms_per_image']:.1f} ms CPU an image, driver peak "
+              f"{row['driver_peak_rss_mib']:.0f} MiB, load {load_before:.1f} -> {res['loadavg']:.1f})", flush=True)
+        return row
+
     try:
         for r in range(args.repeats):
             for name in rows:
-                store = fresh_store(WORK / f"ray-{name}", onnx_from=seed)
-                cmd = organizer("index", photos, "--store", store, "--backbone", "efficientnet-lite0")
-                env = ENV
-                if name in clusters:
-                    cmd += ["--engine", "ray", "--ray-address", clusters[name].address]
-                    env = clusters[name].env(ORGANIZER_USER_CACHE=ENV["ORGANIZER_USER_CACHE"])
-                load_before = os.getloadavg()[0]
-                sampler = NodesCpu(clusters)
-                res = run(cmd, env=env, rss=True)
-                nodes = sampler.stop()
-                info = parse_index(res["stdout"])
-                # CPU of the whole work: the command (local: with its decode processes) plus, on Ray,
-                # every process of its cluster's nodes (raylets, GCS, actors): less sensitive than
-                # wall time to what else runs on a shared machine
-                cpu = res["cpu_s"] + nodes.get(name, 0.0)
-                row = {"wall_s": res["wall_s"], "images_s": info["embedded"] / res["wall_s"],
-                       "command_cpu_s": res["cpu_s"], "cpu_s": cpu, "cpu_ms_per_image": 1000 * cpu / info["embedded"],
-                       "idle_clusters_cpu_s": sum(v for k, v in nodes.items() if k != name),
-                       "loadavg_before": load_before,
-                       "driver_peak_rss_mib": res["peak_rss_main_mib"], "runtime": info["runtime"],
-                       "embedded": info["embedded"], "loadavg": res["loadavg"]}
-                rows[name].append(row)
-                print(f"round {r + 1} {name:>10}: {row['images_s']:6.1f} images/s ({res['wall_s']:.1f} s, "
-                      f"{row['cpu_ms_per_image']:.1f} ms CPU an image, driver peak {row['driver_peak_rss_mib']:.0f} MiB, "
-                      f"load {load_before:.1f} -> {res['loadavg']:.1f})", flush=True)
+                one(r, name, photos, rows)
+                if small is not None:
+                    one(r, name, small, small_rows)
     finally:
         for c in clusters.values():
             c.stop()
     med = {k: median([x["images_s"] for x in v]) for k, v in rows.items()}
     cpu = {k: median([x["cpu_ms_per_image"] for x in v]) for k, v in rows.items()}
     loads = [x[key] for v in rows.values() for x in v for key in ("loadavg_before", "loadavg")]
-    result = {"machine": machine(), "photos": rows["local"][0]["embedded"], "repeats": args.repeats, "runs": rows,
-              "median_images_s": med, "median_cpu_ms_per_image": cpu, "loadavg_range": [min(loads), max(loads)],
-              "overhead_2nodes_vs_local": 1 - med["ray-2nodes"] / med["local"],
-              "cpu_overhead_2nodes_vs_local": cpu["ray-2nodes"] / cpu["local"] - 1,
-              "speedup_2nodes_vs_1node": med["ray-2nodes"] / med["ray-1node"]}
+    result = {"machine": machine(), "photos": next(iter(rows.values()))[0]["embedded"], "repeats": args.repeats,
+              "runs": rows, "median_images_s": med, "median_cpu_ms_per_image": cpu,
+              "loadavg_range": [min(loads), max(loads)]}
     for k, v in med.items():
         print(f"{k:>10}: {v:6.1f} images/s, {cpu[k]:.1f} ms CPU an image (medians of {args.repeats})")
+    if small is not None:
+        # What one more photo costs once a run is going: the start (joining, actors, imports) cancels
+        # out between the two sizes of the same round
+        marginal = {k: [(b["embedded"] - a["embedded"]) / (b["wall_s"] - a["wall_s"])
+                        for a, b in zip(small_rows[k], v)] for k, v in rows.items()}
+        marginal_cpu = {k: [1000 * (b["cpu_s"] - a["cpu_s"]) / (b["embedded"] - a["embedded"])
+                            for a, b in zip(small_rows[k], v)] for k, v in rows.items()}
+        start = {k: [b["wall_s"] - b["embedded"] / m for b, m in zip(v, marginal[k])] for k, v in rows.items()}
+        result.update(small_runs=small_rows, marginal_images_s=marginal, marginal_cpu_ms_per_image=marginal_cpu,
+                      fixed_start_s=start)
+        for k in rows:
+            print(f"{k:>10}: marginal {median(marginal[k]):6.1f} images/s {[round(x, 1) for x in marginal[k]]}, "
+                  f"{median(marginal_cpu[k]):.1f} ms CPU an image; fixed start {median(start[k]):.1f} s")
+    if len(rows) < 3:
+        return
+    result.update(overhead_2nodes_vs_local=1 - med["ray-2nodes"] / med["local"],
+                  cpu_overhead_2nodes_vs_local=cpu["ray-2nodes"] / cpu["local"] - 1,
+                  speedup_2nodes_vs_1node=med["ray-2nodes"] / med["ray-1node"])
     print(f"Ray on 2 nodes vs local: {100 * result['overhead_2nodes_vs_local']:+.1f}% overhead in images/s "
           f"(target <= 15%), {100 * result['cpu_overhead_2nodes_vs_local']:+.1f}% in CPU an image; "
           f"2 nodes vs 1: {result['speedup_2nodes_vs_1node']:.2f}x; load average {min(loads):.1f}-{max(loads):.1f}")
+    if small is not None:
+        m = {k: median(v) for k, v in result["marginal_images_s"].items()}
+        result["marginal_overhead_2nodes_vs_local"] = 1 - m["ray-2nodes"] / m["local"]
+        print(f"marginal: Ray on 2 nodes vs local {100 * result['marginal_overhead_2nodes_vs_local']:+.1f}%")
     save("ray" + (f"-{args.limit}" if args.limit else ""), result)
 
 
@@ -105,6 +146,7 @@ class NodesCpu:
         self.sessions = {node.pid: name for name, c in clusters.items() for node in c.nodes}
         self.first: dict[int, float] = {}
         self.last: dict[int, tuple[str, float]] = {}
+        self.titles: dict[int, str] = {}
         self.read(first=True)
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -126,6 +168,8 @@ class NodesCpu:
                     if first:
                         self.first[pid] = cpu
                     self.last[pid] = (name, cpu)
+                    if pid not in self.titles or self.titles[pid].startswith("ray::IDLE"):
+                        self.titles[pid] = _title(pid, fields[0])
 
     def run(self):
         while not self.done.wait(0.1):
@@ -139,6 +183,30 @@ class NodesCpu:
         for pid, (name, cpu) in self.last.items():
             out[name] = out.get(name, 0.0) + cpu - self.first.get(pid, 0.0)
         return out
+
+    def by_process(self) -> dict[str, dict[str, float]]:
+        """CPU seconds by cluster and kind of process (raylet, gcs_server, an actor's title...)."""
+        out: dict[str, dict[str, float]] = {}
+        for pid, (name, cpu) in self.last.items():
+            used = cpu - self.first.get(pid, 0.0)
+            if used > 0:
+                per = out.setdefault(name, {})
+                per[self.titles[pid]] = round(per.get(self.titles[pid], 0.0) + used, 2)
+        return {k: dict(sorted(v.items(), key=lambda kv: -kv[1])) for k, v in out.items()}
+
+
+def _title(pid: int, state: str) -> str:
+    """A process's kind: a Ray worker's title (`ray::EmbedActor...`), else its program's name."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+    first = argv[0].decode(errors="replace")
+    if first.startswith("ray::"):
+        return first.split("(")[0][:60]
+    script = next((Path(a.decode(errors="replace")).name for a in argv[1:3] if a.endswith(b".py")), "")
+    return f"{comm} {script}".strip()
 
 
 class AnonPeak:
@@ -164,45 +232,15 @@ class AnonPeak:
             self.rss = max(self.rss, int(fields.get("VmRSS", "0 kB").split()[0]) >> 10)
 
 
-def synthetic_store(path: Path, n: int, dim: int = 1280, shard_rows: int = 4096) -> Path:
-    """n unit vectors around 60 centres (float16-exact, as the store keeps them), recorded as the
-    indexer records them, without images."""
-    import time
-
-    import numpy as np
-
-    from organizer.store import Store
-    from organizer.store.vectors import write_shard
-
-    store = Store(fresh_store(path))
-    store.set_meta("backbone", "efficientnet-lite0")
-    store.set_meta("dim", str(dim))
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(60, dim))
-    now = time.time()
-    for lo in range(0, n, shard_rows):
-        m = min(shard_rows, n - lo)
-        x = centres[rng.integers(0, 60, m)] + 0.9 * rng.normal(size=(m, dim))
-        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
-        with store.transaction():
-            shard = write_shard(store, x)
-            rows = [(f"{lo + i:032x}", shard, i, now) for i in range(m)]
-            store.db.executemany("INSERT INTO images(id, shard, shard_row, feature_norm, created_at) "
-                                 "VALUES(?,?,?,1.0,?)", rows)
-            store.db.executemany("INSERT INTO files(path, image_id, size, mtime_ns, status, last_seen) "
-                                 "VALUES(?,?,0,0,'ok',?)", [(f"f/{r[0]}.jpg", r[0], now) for r in rows])
-    store.close()
-    return path
-
-
 def bench_cluster(n: int, max_fit: int) -> None:
     import sqlite3
     import subprocess
     import time
 
     from ray_engine.cluster import LocalCluster
+    from ray_engine.synthetic import synthetic_store
 
-    store = synthetic_store(WORK / f"ray-cluster-{n}", n)
+    store = synthetic_store(fresh_store(WORK / f"ray-cluster-{n}"), n)
     cluster = LocalCluster().start(workers=1)
     out = {"machine": machine(), "rows": n, "max_fit": max_fit, "runs": {}}
     saved = {}

@@ -12,14 +12,17 @@ from organizer.store import Store
 
 # -- cluster: the rows outside the fitted sample ------------------------------------------
 ROWS_PER_TASK = 4096   # 20 MB of 1280-d float32 a task; a multiple of cluster._BLOCK (results are then bit-equal)
+ROWS_PER_TASK_ENV = "ORGANIZER_RAY_ROWS_PER_TASK"  # smaller parts: more tasks (the fault tests want many)
 
 
-def row_engine(address: str | None = None, workers: int | None = None, rows_per_task: int = ROWS_PER_TASK):
+def row_engine(address: str | None = None, workers: int | None = None, rows_per_task: int | None = None):
     """A `cluster.ROW_ENGINE` on Ray: the per-row steps of the rows outside the fitted sample
     (their UMAP placement, their group-tree vote) as one task per `rows_per_task` rows. The
     driver reads a part's rows (X may be a memory map) only when its task is sent."""
     from organizer.discover.cluster import _BLOCK
 
+    if rows_per_task is None:
+        rows_per_task = int(os.environ.get(ROWS_PER_TASK_ENV, "") or ROWS_PER_TASK)
     if rows_per_task <= 0 or rows_per_task % _BLOCK:
         raise ValueError(f"rows_per_task must be a multiple of {_BLOCK}: a row's bits depend on its block")
     connect(address)

@@ -24,6 +24,8 @@ RAY_START = ("import ray._private.services as s\n"
              "from ray.scripts.scripts import main\n"
              "main()\n")
 OBJECT_STORE_BYTES = 200 << 20   # per node: results stream through, the machine has 2 cores
+# No log monitor: it tails every worker's log to forward lines to drivers, and organizer's drivers
+# take none (log_to_driver=False); docs/SCALING.md recommends the same to users.
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -69,8 +71,8 @@ class LocalCluster:
         log = open(self.tmp / f"{name}.log", "w")
         proc = subprocess.Popen([sys.executable, "-c", RAY_START, "start", "--block", "--num-cpus", str(self.cpus),
                                  "--node-ip-address", "127.0.0.1", "--object-store-memory", str(OBJECT_STORE_BYTES),
-                                 "--disable-usage-stats", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                 "--disable-usage-stats", "--include-log-monitor", "false", *args],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 120
         while "Ray runtime started" not in (self.tmp / f"{name}.log").read_text():
             if proc.poll() is not None or time.time() > deadline:
@@ -109,9 +111,28 @@ class LocalCluster:
                     pass
 
     def ensure_worker(self) -> None:
+        """A worker node again after a kill, and the killed one marked dead: the GCS counts a
+        killed node (and its CPU) as alive until it misses enough heartbeats, and a test after
+        this one counts nodes and actors."""
         if self.worker is None:
             self._stop(self.nodes.pop())
             self.add_worker()
+            self.wait_for_nodes(len(self.nodes))
+
+    def wait_for_nodes(self, n: int, timeout: float = 120) -> None:
+        probe = ("import ray\n"
+                 f"ray.init(address='{self.address}', logging_level='ERROR', log_to_driver=False)\n"
+                 "print('ALIVE', sum(1 for x in ray.nodes() if x['Alive']), int(ray.cluster_resources().get('CPU', 0)))\n")
+        deadline = time.time() + timeout
+        while True:
+            out = subprocess.run([sys.executable, "-c", probe], env=self.env(), capture_output=True, text=True,
+                                 timeout=60).stdout
+            line = next((ln.split() for ln in out.splitlines() if ln.startswith("ALIVE")), None)
+            if line and int(line[1]) == n and int(line[2]) == n * self.cpus:
+                return
+            if time.time() > deadline:
+                raise RuntimeError(f"the cluster still shows {line} nodes/CPUs, not {n}")
+            time.sleep(2)
 
     @staticmethod
     def _stop(*nodes: subprocess.Popen, grace: float = 8.0) -> None:
