@@ -62,3 +62,20 @@ def stored_vectors(store: Path) -> dict:
 
 def truth(path: str) -> str:
     return path.split("/")[0]
+
+
+CLIP_TEST_MODEL = "ViT-S-32-alt"  # a built-in open_clip architecture, small enough to build quickly
+
+
+def random_clip_checkpoint(folder: Path, model_name: str = CLIP_TEST_MODEL) -> Path:
+    """open_clip weights drawn at random (seed 0), saved as safetensors: the real loading path
+    without a model hub."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = open_clip.create_model(model_name, pretrained=None)
+    path = Path(folder) / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path

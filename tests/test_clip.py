@@ -6,22 +6,14 @@ import json
 
 import pytest
 
-from support import run_cli
+from support import random_clip_checkpoint, run_cli
 
 MODEL = "ViT-S-32-alt"  # a built-in open_clip architecture, small enough to build quickly
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    model = open_clip.create_model(MODEL, pretrained=None)
-    path = tmp_path_factory.mktemp("clip") / "weights.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
+    return random_clip_checkpoint(tmp_path_factory.mktemp("clip"), MODEL)
 
 
 def test_clip_checkpoint_index_search_and_name(checkpoint, photo_folder, tmp_path):

@@ -14,22 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import ROOT, SAMPLE
+from support import ROOT, SAMPLE, random_clip_checkpoint
 
 MODEL = "ViT-S-32-alt"  # as tests/test_clip.py: small enough to build quickly
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    model = open_clip.create_model(MODEL, pretrained=None)
-    path = tmp_path_factory.mktemp("clip-lazy") / "weights.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
+    return random_clip_checkpoint(tmp_path_factory.mktemp("clip-lazy"), MODEL)
 
 
 def photos(n=4):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import SAMPLE, run_cli, truth
+from support import SAMPLE, random_clip_checkpoint, run_cli, truth
 
 
 HELD_OUT = {f"{k:04d}.jpg" for k in (5, 6, 7, 8)}
@@ -153,16 +153,9 @@ MODEL = "ViT-S-32-alt"
 
 @pytest.fixture(scope="module")
 def vit(tmp_path_factory):
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
     from organizer.embed import get_embedder
 
-    torch.manual_seed(0)
-    model = open_clip.create_model(MODEL, pretrained=None)
-    path = tmp_path_factory.mktemp("clip") / "weights.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    path = random_clip_checkpoint(tmp_path_factory.mktemp("clip"), MODEL)
     return get_embedder(f"clip:{MODEL}:{path}", quiet=True)
 
 

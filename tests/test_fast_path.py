@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import ROOT, SAMPLE, run_cli, stored_vectors
+from support import ROOT, SAMPLE, random_clip_checkpoint, run_cli, stored_vectors
 
 CLIP_MODEL = "ViT-S-32-alt"  # small built-in open_clip architecture, random weights
 
@@ -53,15 +53,7 @@ def user_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clip_checkpoint(tmp_path_factory):
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    model = open_clip.create_model(CLIP_MODEL, pretrained=None)
-    path = tmp_path_factory.mktemp("clip") / "weights.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
+    return random_clip_checkpoint(tmp_path_factory.mktemp("clip"), CLIP_MODEL)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ Each node is `ray start --block` in its own process group, so the tests stop exa
 processes they started (by group id), never other Ray instances on the machine."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -109,6 +110,18 @@ class LocalCluster:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+    @contextlib.contextmanager
+    def restored(self, proc: subprocess.Popen):
+        """Around a fault test: the CLI run ``proc`` never outlives it, and the worker node it may
+        have killed is back afterwards, for the tests that share this cluster."""
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            self.ensure_worker()
 
     def ensure_worker(self) -> None:
         """A worker node again after a kill, and the killed one marked dead: the GCS counts a

@@ -57,7 +57,7 @@ def test_worker_node_killed_mid_assignment(ray_cluster, reference):
                              str(MAX_FIT), "--engine", "ray", "--ray-address", ray_cluster.address],
                             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: list[str] = []
-    try:
+    with ray_cluster.restored(proc):
         worker = ray_cluster.worker
         deadline = time.time() + 300
         while not seen and proc.poll() is None and time.time() < deadline:
@@ -67,11 +67,6 @@ def test_worker_node_killed_mid_assignment(ray_cluster, reference):
             ray_cluster.kill_worker_node()  # its raylet, its object store and the tasks running there
         still_running = proc.poll() is None
         out, err = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        ray_cluster.ensure_worker()
     assert seen, "no assignment task ran on the worker node"
     assert still_running, "the run ended before the kill"
     assert proc.returncode == 0, err[-3000:]

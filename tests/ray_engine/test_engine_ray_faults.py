@@ -79,16 +79,10 @@ def assert_complete(store, folder, reference):
 def test_worker_node_killed_mid_run(ray_cluster, photos, sample_store, tmp_path):
     folder, reference = photos
     store = new_store(sample_store, tmp_path / "store")
-    proc = start_index(ray_cluster, folder, store)
-    try:
+    with ray_cluster.restored(start_index(ray_cluster, folder, store)) as proc:
         before = wait_for_commits(proc, store, 64)
         ray_cluster.kill_worker_node()  # its raylet and the actor running there
         out, err = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        ray_cluster.ensure_worker()
     assert proc.returncode == 0, err[-3000:]
     assert before < N_FILES  # the kill came mid-run
     assert summary(out)["embedded"] == N_FILES and summary(out)["failed"] == 0
