@@ -29,8 +29,9 @@ person names first, by rules that refer to what a person sees, never to a librar
    whose groups are most distinct from one another (highest neighbour kappa).
 5. *A tight group is a group even where the reduced space blends it in*: among the rows left
    unsorted, rows that are each other's nearest neighbours in the backbone's own space, in a set
-   of >= ``MIN_GROUP`` that mostly points to itself and is no looser than the loosest group
-   already shown, are a group (``tight_unsorted_groups``). This also finds a small group of which
+   of >= ``MIN_GROUP`` that mostly points to itself, stands apart from what surrounds it (the
+   nearest row outside is >= ``COPY_SCALE`` times as far as the neighbours inside) and is no
+   looser than the loosest group already shown, are a group (``tight_unsorted_groups``). This also finds a small group of which
    the fit sample of a big library holds only a few rows.
 """
 from __future__ import annotations
@@ -238,12 +239,14 @@ def tight_unsorted_groups(X: np.ndarray, unsorted: np.ndarray, reference: np.nda
     index = faiss.IndexFlatIP(Xp.shape[1])
     index.add(Xp)
     at = np.searchsorted(pool, unsorted)
-    _, nbr = index.search(Xp[at], k + 1)
-    own = nbr == at[:, None]                           # drop the row itself, keep k others
-    first = np.where(own.any(axis=1), own.argmax(axis=1), k)
+    look = int(min(COPY_LOOK, len(pool) - 1))
+    sim, wide = index.search(Xp[at], look + 1)
+    own = wide == at[:, None]                          # drop the row itself, keep `look` others
+    first = np.where(own.any(axis=1), own.argmax(axis=1), look)
     keep = np.ones_like(own)
     keep[np.arange(len(at)), first] = False
-    nbr = nbr[keep].reshape(len(at), k)
+    wide, dist = wide[keep].reshape(len(at), look), 1.0 - sim[keep].reshape(len(at), look)
+    nbr = wide[:, :k]
     pos = np.full(len(pool), -1, np.int64)
     pos[at] = np.arange(len(unsorted))
     src = np.repeat(np.arange(len(unsorted)), k)
@@ -257,9 +260,21 @@ def tight_unsorted_groups(X: np.ndarray, unsorted: np.ndarray, reference: np.nda
     for c in np.flatnonzero(sizes >= MIN_GROUP):
         members = np.flatnonzero(comp == c)
         inside = float(np.isin(nbr[members], at[members]).mean())
-        if inside >= 0.5 and pair_distance(Xp[at[members]]) <= loosest:
+        if inside >= 0.5 and pair_distance(Xp[at[members]]) <= loosest \
+                and _stands_apart(wide[members], dist[members], at[members], k):
             out.append((unsorted[members], inside))
     return out
+
+
+def _stands_apart(wide: np.ndarray, dist: np.ndarray, members: np.ndarray, k: int) -> bool:
+    """The typical member's nearest row outside the set is >= COPY_SCALE times as far as its
+    farthest neighbour inside it (among its k nearest): the set is apart from what surrounds it,
+    not a denser spot of a continuum (ten jittered shots of one photo among other photos)."""
+    mine = np.isin(wide, members)
+    near_in = np.where(mine[:, :k], dist[:, :k], 0.0).max(axis=1)
+    outside = ~mine
+    near_out = np.where(outside.any(axis=1), dist[np.arange(len(wide)), outside.argmax(axis=1)], dist[:, -1])
+    return bool(np.median(near_out / np.maximum(near_in, 1e-9)) >= COPY_SCALE)
 
 
 def neighbour_graph(X: np.ndarray, k: int = AGREEMENT_K, with_similarity: bool = False):
