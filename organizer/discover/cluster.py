@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from organizer.discover.alike import distance_to_group, farthest_member, group_sums, tight_groups_beside_tree
 from organizer.discover.hierarchy import AGREEMENT_K, COPY_LOOK, near_copy_representatives, neighbour_graph
 
 _CHUNK = 65536  # rows per chunk for transform / kNN queries: bounds peak memory
@@ -391,10 +392,10 @@ def _place_remainder(E, core, k, threshold, X=None):
         ok = (frac >= threshold) & (best > 0)
         if X is not None and ok.any():
             if limits is None:
-                sums, counts = _group_sums(X, core)
-                limits = _farthest_member(X, core, sums, counts)
+                sums, counts = group_sums(X, core)
+                limits = farthest_member(X, core, sums, counts)
             g = best - 1
-            far = _distance_to_group(X[rows[ok]], g[ok], sums, counts)
+            far = distance_to_group(X[rows[ok]], g[ok], sums, counts)
             ok[np.flatnonzero(ok)[far > limits[g[ok]]]] = False
         labels[rows[ok]] = best[ok] - 1
         share[rows] = np.where(ok, frac, 0.0)
@@ -498,9 +499,10 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     labels, share = _place_remainder(E, core, p["place_k"], p["place_threshold"], X)
     lap("placement")
     k_tree = len(hc.selected_)
-    for j, (rows, inside) in enumerate(_tight_groups(X, labels, idx, p["max_fit"], seed)):
+    beside_tree = tight_groups_beside_tree(X, labels, idx, p["max_fit"], seed)
+    for j, (rows, inside) in enumerate(beside_tree):
         labels[rows], share[rows] = k_tree + j, inside
-    p["tight_groups_found"] = int(labels.max() + 1 - k_tree) if len(labels) else 0
+    p["tight_groups_found"] = len(beside_tree)
     lap("tight groups")
     probs = np.where(core >= 0, hc.probabilities_, share)
     order = _size_order(labels)
@@ -512,64 +514,6 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     _attach_tree(out, hc, flat_id)
     lap("tree")
     return out
-
-
-def _group_sums(X, labels):
-    """Per group (labels 0..k-1; -1 ignored): the sum of its members' unit vectors, and its size;
-    in chunks, so a memory-mapped X is read once."""
-    from scipy.sparse import csr_matrix
-
-    from organizer.discover.hierarchy import unit_rows
-
-    k = int(labels.max()) + 1
-    sums, counts = np.zeros((k, X.shape[1])), np.bincount(labels[labels >= 0], minlength=k)
-    for i in range(0, len(X), _CHUNK):
-        part = labels[i:i + _CHUNK]
-        ok = np.flatnonzero(part >= 0)
-        onehot = csr_matrix((np.ones(len(ok)), (part[ok], ok)), shape=(k, len(part)))
-        sums += onehot @ unit_rows(X[i:i + _CHUNK]).astype(np.float64)
-    return sums, counts
-
-
-def _distance_to_group(Xr, groups, sums, counts, member=False):
-    """Mean cosine distance of each row of Xr to the members of its group (excluding itself when
-    ``member``)."""
-    from organizer.discover.hierarchy import unit_rows
-
-    dot = np.einsum("ij,ij->i", unit_rows(Xr).astype(np.float64), sums[groups])
-    n = counts[groups].astype(np.float64)
-    return 1.0 - (dot - 1.0) / np.maximum(n - 1, 1) if member else 1.0 - dot / np.maximum(n, 1)
-
-
-def _farthest_member(X, labels, sums, counts):
-    """Per group, the largest mean distance of one of its members to the others."""
-    out = np.zeros(len(counts))
-    for i in range(0, len(X), _CHUNK):
-        part = labels[i:i + _CHUNK]
-        ok = np.flatnonzero(part >= 0)
-        if len(ok):
-            d = _distance_to_group(X[i:i + _CHUNK][ok], part[ok], sums, counts, member=True)
-            np.maximum.at(out, part[ok], d)
-    return out
-
-
-def _tight_groups(X, labels, idx, max_fit, seed):
-    """hierarchy rule 5 over the unsorted rows (a seeded sample of max_fit of them, if more), with
-    the fit sample as the rest of the library they are told apart from."""
-    from organizer.discover.hierarchy import pair_distance, tight_unsorted_groups, unit_rows
-
-    unsorted = np.flatnonzero(labels < 0)
-    if len(unsorted) > max_fit:
-        unsorted = np.sort(np.random.default_rng(seed).choice(unsorted, max_fit, replace=False))
-    if len(unsorted) == 0:
-        return []
-    if labels.max() < 0:
-        loosest = pair_distance(unit_rows(X[idx]))
-    else:  # each group's exact mean pair distance from its sum of unit rows
-        sums, counts = _group_sums(X, labels)
-        n_ = np.maximum(counts, 2).astype(np.float64)
-        loosest = float(np.max(1.0 - ((sums * sums).sum(axis=1) - counts) / (n_ * (n_ - 1))))
-    return tight_unsorted_groups(X, unsorted, idx, loosest)
 
 
 def _recount_tree(out: ClusterResult) -> None:

@@ -198,14 +198,19 @@ def unit_rows(X: np.ndarray) -> np.ndarray:
     return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
+def mean_pair_distance(square_of_sum, n):
+    """Mean cosine distance over all pairs of distinct rows of a set of n unit vectors whose sum
+    has squared norm ``square_of_sum``: the pairs' similarities add up to that minus the rows' own n."""
+    n = np.maximum(np.asarray(n, np.float64), 2)
+    return 1.0 - (np.asarray(square_of_sum, np.float64) - n) / (n * (n - 1))
+
+
 def pair_distance(Xn: np.ndarray) -> float:
-    """Mean cosine distance over all pairs of distinct rows of ``Xn`` (unit vectors), exactly:
-    the sum of all pair similarities is |sum of rows|^2 minus the rows' own n."""
-    n = len(Xn)
-    if n < 2:
+    """Mean cosine distance over all pairs of distinct rows of ``Xn`` (unit vectors), exactly."""
+    if len(Xn) < 2:
         return 0.0
     total = Xn.sum(axis=0, dtype=np.float64)
-    return float(1.0 - (total @ total - n) / (n * (n - 1)))
+    return float(mean_pair_distance(total @ total, len(Xn)))
 
 
 def typical_distance(Xn: np.ndarray) -> float:
