@@ -290,3 +290,27 @@ def test_a_distinct_part_as_big_as_a_typical_group_is_split_off():
     assert sorted(tree.split_mixed(tops, nb)) == sorted(tops)
     tree, tops, nb = _tree_of([[40, 40], [300], [300], [800]])   # ...but a mixed half is split at any size
     assert len(tree.split_mixed(tops, nb)) == 5
+
+
+def test_chunked_passes_give_what_one_pass_gives(small_library, monkeypatch):
+    """Placement, the group sums and rule 5 read rows in chunks (a big library never sits in memory
+    at once); with chunks of 64 rows instead of 65,536 the result is the same, for the whole
+    clustering and for a placement that places rows in every chunk."""
+    import organizer.discover.alike as alike
+    import organizer.discover.cluster as cluster
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(2, 8)) * 3
+    X = np.concatenate([c + rng.normal(size=(200, 8)) for c in centres]).astype(np.float32)
+    E = X[:, :2].copy()
+    core = np.repeat([0, 1], 200)
+    core[1::2] = -1                        # every other row to place, in every chunk
+    whole = cluster._place_remainder(E, core, 15, 0.5, X)
+    Xs, _, r = small_library
+    monkeypatch.setattr(cluster, "_CHUNK", 64)
+    monkeypatch.setattr(alike, "_CHUNK", 64)
+    parts = cluster._place_remainder(E, core, 15, 0.5, X)
+    assert (whole[0] == parts[0]).all() and (parts[0] >= 0).mean() > 0.6
+    chunked = cluster_vectors(Xs, seed=0)
+    assert (chunked.labels == r.labels).all() and (chunked.nodes == r.nodes).all()
+    assert np.allclose(chunked.probabilities, r.probabilities, atol=1e-5)

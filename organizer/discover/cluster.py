@@ -378,7 +378,7 @@ def _place_remainder(E, core, k, threshold, X=None):
     index = _knn_index(np.ascontiguousarray(E, dtype=np.float32))
     k = int(min(k + 1, len(E)))
     n_labels = int(core.max()) + 2   # slot 0 = noise
-    limits = sums = counts = None
+    limits = sums = sizes = None
     for i in range(0, len(noise), _CHUNK):
         rows = noise[i:i + _CHUNK]
         _, nbr = _knn_query(index, np.ascontiguousarray(E[rows], dtype=np.float32), k)
@@ -392,10 +392,10 @@ def _place_remainder(E, core, k, threshold, X=None):
         ok = (frac >= threshold) & (best > 0)
         if X is not None and ok.any():
             if limits is None:
-                sums, counts = group_sums(X, core)
-                limits = farthest_member(X, core, sums, counts)
+                sums, sizes = group_sums(X, core)
+                limits = farthest_member(X, core, sums, sizes)
             g = best - 1
-            far = distance_to_group(X[rows[ok]], g[ok], sums, counts)
+            far = distance_to_group(X[rows[ok]], g[ok], sums, sizes)
             ok[np.flatnonzero(ok)[far > limits[g[ok]]]] = False
         labels[rows[ok]] = best[ok] - 1
         share[rows] = np.where(ok, frac, 0.0)
