@@ -7,7 +7,7 @@ import numpy as np
 
 from organizer.discover.hierarchy import mean_pair_distance, pair_distance, tight_unsorted_groups, unit_rows
 
-_CHUNK = 65536  # rows per chunk, as cluster.py's
+_CHUNK = 8192  # rows per block: float64 copies of a block of 1280-d rows stay near 80 MB
 
 
 def group_sums(X, labels):
@@ -28,7 +28,9 @@ def group_sums(X, labels):
 def distance_to_group(Xr, groups, sums, counts, member=False):
     """Mean cosine distance of each row of Xr to the members of its group (excluding itself when
     ``member``)."""
-    dot = np.einsum("ij,ij->i", unit_rows(Xr).astype(np.float64), sums[groups])
+    blocks = range(0, len(Xr), _CHUNK)
+    dot = np.concatenate([np.einsum("ij,ij->i", unit_rows(Xr[i:i + _CHUNK]).astype(np.float64),
+                                    sums[groups[i:i + _CHUNK]]) for i in blocks] or [np.zeros(0)])
     n = counts[groups].astype(np.float64)
     return 1.0 - (dot - 1.0) / np.maximum(n - 1, 1) if member else 1.0 - dot / np.maximum(n, 1)
 
