@@ -8,6 +8,11 @@ classes (images predicted as a class no person has confirmed yet get a boost), a
 their group (a cluster-named image far from the rest of its cluster got its name by where the
 clustering put it, not by what it shows; it gets the same boost as a rare class).
 
+Before all that come the unchecked parts of named groups (``part_checks``): a person names a group
+by looking at it as a whole, and the group tree may hold parts of it that the backbone tells apart
+but that were too small to be shown on their own. One image of each such part (its most typical
+one) settles whether the group's name is right for the whole part.
+
 Candidates are every image a person has not labeled: a cluster name is only a guess for the
 images of a mixed cluster, so they can be worth asking about too. `random` is the honest
 yardstick (benchmarks/learning_loop.py compares against it) and a fair choice for a person who
@@ -108,6 +113,35 @@ def select(vectors: np.ndarray, proba: np.ndarray, class_counts: np.ndarray, k: 
         score = score * weight
     pool = np.argsort(-score, kind="stable")[: min(n, max(k * pool_factor, k))]
     return pool[_k_center(vectors[pool], score[pool], k)]
+
+
+def part_checks(vectors: np.ndarray, parts: np.ndarray, groups: np.ndarray, limit: int) -> np.ndarray:
+    """Rows to ask about first, at most ``limit``: for each group (``groups``: per row, its flat
+    cluster), its biggest part (``parts``: per row, a part id or -1), and of that part the member
+    nearest its centre (cosine). Groups whose part is the bigger share of the group come first: a
+    name wrong for a fifth of a group costs more than one wrong for a fortieth of it. One part per
+    group a round, so a big class's many modes do not take the whole queue. The caller passes only
+    parts no person has checked, minus each group's largest part (the one its name was given by)."""
+    best: dict[int, tuple[float, int]] = {}
+    ids, sizes = np.unique(parts[parts >= 0], return_counts=True)
+    for p, n in zip(ids, sizes):
+        rows = np.flatnonzero(parts == p)
+        g = int(groups[rows[0]])
+        share = n / max(int((groups == g).sum()), 1)
+        if g not in best or share > best[g][0]:
+            best[g] = (share, int(p))
+    out = []
+    for _, p in sorted(best.values(), key=lambda t: -t[0])[: max(limit, 0)]:
+        rows = np.flatnonzero(parts == p)
+        centre = vectors[rows].mean(axis=0)
+        out.append(int(rows[np.argmax(vectors[rows] @ centre)]))
+    return np.array(out, np.int64)
+
+
+def with_checks_first(checks: np.ndarray, picked: np.ndarray, k: int) -> np.ndarray:
+    """The part checks, then the usual picks that are not among them, k in all."""
+    rest = [int(i) for i in picked if int(i) not in set(checks.tolist())]
+    return np.array(list(checks) + rest, np.int64)[:k]
 
 
 def _k_center(X: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:

@@ -146,7 +146,8 @@ class LearningMixin:
         """Images no person has checked yet that are worth asking about next (cluster-named ones
         too), with the model's held-out guess."""
         from organizer.learn.model import PERSON_SOURCES, load_model
-        from organizer.learn.review import STRATEGIES, far_from_group, held_out_proba, select, select_random
+        from organizer.learn.review import (STRATEGIES, far_from_group, held_out_proba, part_checks, select,
+                                            select_random, with_checks_first)
         from organizer.store.vectors import load_vectors
 
         if strategy not in STRATEGIES:
@@ -173,7 +174,12 @@ class LearningMixin:
                                for i in ids], np.int64)
             col = {c: k for k, c in enumerate(model.classes)}
             named = np.array([col.get(rows[i][0], -1) if i in rows else -1 for i in ids], np.int64)
+            # half the queue at most: the checks ask where the names may be wrong, the usual picks
+            # where the model is unsure; neither should crowd the other out
+            flat = np.array([cluster_of.get(i, (-1, 0))[0] for i in ids], np.int64)
+            checks = part_checks(X, self._unchecked_parts(ids, rows, person), flat, limit // 2)
             picked = select(X, proba, class_counts, limit, far=far_from_group(X, groups), named=named)
+            picked = with_checks_first(checks, picked, limit)
         paths = store.primary_paths([ids[i] for i in picked])
         out = []
         for i in picked:
@@ -184,6 +190,41 @@ class LearningMixin:
                                   model.classes[order[1]] if len(order) > 1 else None, round(top - second, 4),
                                   rows.get(ids[i], (None,))[0]))
         return out
+
+    def _unchecked_parts(self, ids: list[str], labels: dict, person: set[str]) -> np.ndarray:
+        """Per id of ``ids``: the group-tree part it is in (a sub-group with no parts of its own,
+        inside a flat cluster that carries a cluster name), or -1. Left out: each cluster's
+        largest part (its name came from it) and parts where a person labeled any image."""
+        store = self.store
+        cid = store.current_clustering_id()
+        parts = np.full(len(ids), -1, np.int64)
+        tree = store.cluster_tree(cid) if cid is not None else {}
+        if not tree:
+            return parts
+        has_kids = {parent for parent, _, _ in tree.values()}
+        def group_of(v):  # the flat cluster above a sub-group
+            while v in tree and tree[v][1] == "sub-group":
+                v = tree[v][0]
+            return v if v in tree and tree[v][1] == "group" else -1
+        leaf = {v: group_of(v) for v, (_, level, _) in tree.items() if level == "sub-group" and v not in has_kids}
+        members: dict[int, list[str]] = collections.defaultdict(list)
+        for image_id, node in store.db.execute(
+                "SELECT image_id, node FROM cluster_members WHERE clustering_id=? AND node IS NOT NULL", (cid,)):
+            if node in leaf:
+                members[node].append(image_id)
+        cluster_of = store.cluster_assignments(cid)
+        named = {cluster_of[i][0] for i, (_, src) in labels.items() if src == "cluster" and i in cluster_of}
+        largest = {}
+        for v, ms in members.items():
+            g = leaf[v]
+            if g in named and len(ms) > len(members.get(largest.get(g), [])):
+                largest[g] = v
+        keep = {v for v, ms in members.items() if leaf[v] in named and v != largest.get(leaf[v])
+                and not any(i in person for i in ms)}
+        where = {i: v for v in keep for i in members[v]}
+        for r, image_id in enumerate(ids):
+            parts[r] = where.get(image_id, -1)
+        return parts
 
     def answer(self, image_ids, name: str) -> int:
         """A review answer becomes a label the next training uses: 'accepted' where it confirms the
