@@ -193,8 +193,8 @@ class LearningMixin:
 
     def _unchecked_parts(self, ids: list[str], labels: dict, person: set[str]) -> np.ndarray:
         """Per id of ``ids``: the group-tree part it is in (a sub-group with no parts of its own,
-        inside a flat cluster that carries a cluster name), or -1. Left out: each cluster's
-        largest part (its name came from it) and parts where a person labeled any image."""
+        inside a flat cluster that carries a cluster name), or -1. Left out: parts where a person
+        labeled any image, and each cluster's largest part while others of it are unchecked."""
         store = self.store
         cid = store.current_clustering_id()
         parts = np.full(len(ids), -1, np.int64)
@@ -219,8 +219,11 @@ class LearningMixin:
             g = leaf[v]
             if g in named and len(ms) > len(members.get(largest.get(g), [])):
                 largest[g] = v
-        keep = {v for v, ms in members.items() if leaf[v] in named and v != largest.get(leaf[v])
-                and not any(i in person for i in ms)}
+        unchecked = {v for v, ms in members.items() if leaf[v] in named and not any(i in person for i in ms)}
+        # the largest part waits until the group's other parts were checked: the name usually came
+        # from it, but a person who named the group after a smaller part is asked about it then
+        others = {leaf[v] for v in unchecked if v != largest.get(leaf[v])}
+        keep = {v for v in unchecked if v != largest.get(leaf[v]) or leaf[v] not in others}
         where = {i: v for v in keep for i in members[v]}
         for r, image_id in enumerate(ids):
             parts[r] = where.get(image_id, -1)
