@@ -18,7 +18,10 @@ With --small N each round also indexes the first N photos, and the two sizes giv
 configuration's marginal images/s (what one more photo costs once a run is going) and its
 fixed start (wall time the marginal rate does not explain: joining, actors, imports, exit).
 
-Usage: bench_ray.py [--limit N] [--repeats N] [--small N] [--profile] [--only local,ray-2nodes]
+With --baseline TREE a fourth configuration, ray-2nodes-baseline, runs the same command from
+another checkout (e.g. main before a change) on the same 2-node cluster, interleaved with the rest.
+
+Usage: bench_ray.py [--limit N] [--repeats N] [--small N] [--profile] [--only local,ray-2nodes] [--baseline TREE]
        bench_ray.py --cluster-rows N [--max-fit M]
 """
 from __future__ import annotations
@@ -44,6 +47,8 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=None,
                     help="also index the first N photos each round: the marginal rate and the fixed start")
     ap.add_argument("--only", default=None, help="comma-separated configurations to run (default: all)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout: also run its `organizer index` on the 2-node cluster (ray-2nodes-baseline)")
     args = ap.parse_args()
     if args.cluster_rows:
         return bench_cluster(args.cluster_rows, args.max_fit)
@@ -53,8 +58,12 @@ def main() -> None:
     seed = fresh_store(WORK / "ray-seed")
     run(organizer("index", photos, "--store", seed, "--backbone", "efficientnet-lite0"))  # exports ONNX once
     chosen = args.only.split(",") if args.only else ["local", "ray-1node", "ray-2nodes"]
+    if args.baseline:
+        chosen += ["ray-2nodes-baseline"]
     clusters = {name: LocalCluster().start(workers=w) for name, w in (("ray-1node", 0), ("ray-2nodes", 1))
-                if name in chosen}
+                if name in chosen or (name == "ray-2nodes" and args.baseline)}
+    if args.baseline:
+        clusters["ray-2nodes-baseline"] = clusters["ray-2nodes"]
     rows: dict[str, list[dict]] = {k: [] for k in chosen}
     small_rows: dict[str, list[dict]] = {k: [] for k in chosen}
     small = subset(photos, WORK / f"ray-photos-first-{args.small}", args.small) if args.small else None
@@ -67,19 +76,20 @@ def main() -> None:
             cmd += ["--engine", "ray", "--ray-address", clusters[name].address]
             env = clusters[name].env(ORGANIZER_USER_CACHE=ENV["ORGANIZER_USER_CACHE"])
         load_before = os.getloadavg()[0]
-        sampler = NodesCpu(clusters)
-        res = run(cmd, env=env, rss=True)
+        sampler = NodesCpu({k: c for k, c in clusters.items() if not k.endswith("-baseline")})
+        node_name = name.removesuffix("-baseline")  # the baseline runs on ray-2nodes' cluster
+        res = run(cmd, env=env, rss=True, cwd=args.baseline.resolve() if name.endswith("-baseline") else None)
         nodes = sampler.stop()
         if args.profile and name in clusters:
-            print(f"  CPU s by process: {sampler.by_process().get(name)}", flush=True)
+            print(f"  CPU s by process: {sampler.by_process().get(node_name)}", flush=True)
         info = parse_index(res["stdout"])
         # CPU of the whole work: the command (local: with its decode processes) plus, on Ray,
         # every process of its cluster's nodes (raylets, GCS, actors): less sensitive than
         # wall time to what else runs on a shared machine
-        cpu = res["cpu_s"] + nodes.get(name, 0.0)
+        cpu = res["cpu_s"] + nodes.get(node_name, 0.0)
         row = {"wall_s": res["wall_s"], "images_s": info["embedded"] / res["wall_s"],
                "command_cpu_s": res["cpu_s"], "cpu_s": cpu, "cpu_ms_per_image": 1000 * cpu / info["embedded"],
-               "idle_clusters_cpu_s": sum(v for k, v in nodes.items() if k != name),
+               "idle_clusters_cpu_s": sum(v for k, v in nodes.items() if k != node_name),
                "loadavg_before": load_before,
                "driver_peak_rss_mib": res["peak_rss_main_mib"], "runtime": info["runtime"],
                "embedded": info["embedded"], "loadavg": res["loadavg"]}
@@ -96,7 +106,7 @@ def main() -> None:
                 if small is not None:
                     one(r, name, small, small_rows)
     finally:
-        for c in clusters.values():
+        for c in {id(c): c for c in clusters.values()}.values():
             c.stop()
     med = {k: median([x["images_s"] for x in v]) for k, v in rows.items()}
     cpu = {k: median([x["cpu_ms_per_image"] for x in v]) for k, v in rows.items()}
@@ -119,7 +129,13 @@ def main() -> None:
         for k in rows:
             print(f"{k:>10}: marginal {median(marginal[k]):6.1f} images/s {[round(x, 1) for x in marginal[k]]}, "
                   f"{median(marginal_cpu[k]):.1f} ms CPU an image; fixed start {median(start[k]):.1f} s")
-    if len(rows) < 3:
+    if "ray-2nodes-baseline" in rows and "local" in rows:
+        b = "ray-2nodes-baseline"
+        result.update(overhead_baseline_vs_local=1 - med[b] / med["local"])
+        print(f"baseline ({args.baseline}) on 2 nodes vs local: {100 * result['overhead_baseline_vs_local']:+.1f}% "
+              f"overhead in images/s, {100 * (cpu[b] / cpu['local'] - 1):+.1f}% in CPU an image")
+    if not {"local", "ray-1node", "ray-2nodes"} <= set(rows):
+        save("ray" + (f"-{args.limit}" if args.limit else ""), result)
         return
     result.update(overhead_2nodes_vs_local=1 - med["ray-2nodes"] / med["local"],
                   cpu_overhead_2nodes_vs_local=cpu["ray-2nodes"] / cpu["local"] - 1,

@@ -116,12 +116,12 @@ class TreeRss:
         self._thread.join()
 
 
-def run(cmd: list, *, env: dict | None = None, rss: bool = False, timeout: float = 7200) -> dict:
+def run(cmd: list, *, env: dict | None = None, rss: bool = False, timeout: float = 7200, cwd: Path | None = None) -> dict:
     """Run a command, return wall seconds, output and (optionally) peak RSS of its process tree."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env or ENV, cwd=ROOT)
+                            env=env or ENV, cwd=cwd or ROOT)
     sampler = TreeRss(proc.pid) if rss else None
     out, err = proc.communicate(timeout=timeout)
     wall = time.perf_counter() - t

@@ -10,4 +10,10 @@ from organizer.cli.base import app
 
 
 def main():
-    app(prog_name="organizer")
+    from organizer.cli import fastexit
+
+    try:
+        app(prog_name="organizer")
+    except SystemExit as e:
+        fastexit.leave(e.code)  # returns unless a command asked to skip the interpreter's teardown
+        raise

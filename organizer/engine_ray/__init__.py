@@ -66,8 +66,7 @@ def connect(address: str | None = None, *, quiet: bool = False) -> str:
     ray = _ray()
     if ray.is_initialized():
         return "connected"
-    _quiet_ray_data()
-    _disconnect_at_exit()
+    _disconnect_at_exit()  # Ray Data is imported (and quieted) only where it runs: index.py
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         if not _reachable(address):
@@ -110,7 +109,7 @@ def _started_here() -> str | None:
     return found if found and _reachable(found) else None
 
 
-def _quiet_ray_data() -> None:
+def quiet_ray_data() -> None:
     """Our own progress bar and summary say what happened; Ray Data's bars and per-dataset
     lines would interleave with them on stderr."""
     import logging

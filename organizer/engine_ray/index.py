@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from organizer.engine_ray import (BLOCK_FILES, WAVE_FILES, RayEngineError, _ray, alive_nodes, cluster_cpus,
-                                  connect)
+                                  connect, quiet_ray_data)
 
 
 # -- the model, shipped once -------------------------------------------------------------
@@ -138,8 +138,9 @@ def ray_producer(address: str | None = None):
 
     def produce(root, to_read, embedder, known, *, workers, max_pixels, thumb_size, report=None):
         ray = _ray()
-        import ray.data
+        import ray.data  # here, not when joining: predict and cluster run plain tasks without it
 
+        quiet_ray_data()
         n_actors = workers or cluster_cpus()
         spec = model_spec(embedder)
         if report is not None:

@@ -39,6 +39,9 @@ def test_sample_data_on_two_nodes_matches_local(ray_cluster, sample_store, tmp_p
     assert "2 nodes, 2 actors" in proc.stdout, proc.stdout
     assert summary(proc.stdout) == {"files": 160, "embedded": 160, "reused": 0, "unchanged": 0, "failed": 0,
                                     "missing": 0}
+    # the command leaves without the interpreter's teardown (cli/fastexit.py) only after closing
+    # the store: its last connection gone, SQLite has checkpointed and removed the WAL file
+    assert not (store / "organizer.db-wal").exists()
     local, remote = check_consistent(sample_store), check_consistent(store)
     assert remote == local  # path -> image id, errors, embedded images
     a, b = stored_vectors(sample_store), stored_vectors(store)
