@@ -15,6 +15,9 @@ def index(folder, store, *extra):
 def test_incremental_rename_delete_and_change(photo_folder, tmp_path):
     store = tmp_path / "s"
     assert "12 embedded" in index(photo_folder, store)
+    # the command left through the fast exit (organizer/cli/fastexit.py): its summary came out whole
+    # and the store was closed first, so no write-ahead log is left behind
+    assert not (store / "organizer.db-wal").exists()
     assert "0 embedded" in index(photo_folder, store) and "12 unchanged" in index(photo_folder, store)
 
     run_cli("label", "watch/image_0001.jpg", "--as", "wristwatch", "--store", store)

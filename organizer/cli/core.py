@@ -39,10 +39,9 @@ def index(folder: str = typer.Argument(..., help="Folder of images (never writte
     if lib.counts()["ok"] < 2:
         typer.echo("note: fewer than two images indexed; add images before clustering or training", err=True)
     lib.close()
-    if engine == "ray":  # committed and closed: skip the ~1 s of freeing Ray's modules at exit
-        from organizer.cli import fastexit
+    from organizer.cli import fastexit
 
-        fastexit.request()
+    fastexit.request()  # committed and closed: the interpreter's teardown would only free memory
 
 
 @app.command()

@@ -1,9 +1,9 @@
 """Leaving the process without the interpreter's teardown, once a command's work is complete.
 
-After `organizer index --engine ray` has committed and closed the store and printed its summary,
-a normal exit still spends about 1 s (benchmarks/README.md) freeing the modules Ray, Ray Data,
-pandas and pyarrow leave behind: garbage collection and destructors whose only effect is memory
-the OS takes back anyway. A command that asks for it (`request`) ends instead with the exit
+After `organizer index` has committed and closed the store and printed its summary, a normal exit
+still spends time freeing what the command's modules leave behind (about 1 s with Ray, Ray Data,
+pandas and pyarrow; benchmarks/README.md): garbage collection and destructors whose only effect is
+memory the OS takes back anyway. Both engines use it. A command that asks for it (`request`) ends instead with the exit
 handlers (Ray's shutdown among them), flushed output and `os._exit`. Only `main()`, the process's
 entry point, does that: an application calling the Typer app in its own process keeps running."""
 from __future__ import annotations
