@@ -122,17 +122,23 @@ def part_checks(vectors: np.ndarray, parts: np.ndarray, groups: np.ndarray, limi
     name wrong for a fifth of a group costs more than one wrong for a fortieth of it. One part per
     group a round, so a big class's many modes do not take the whole queue. The caller passes only
     parts no person has checked, minus each group's largest part (the one its name was given by)."""
+    in_part = np.flatnonzero(parts >= 0)
+    if not len(in_part):
+        return np.zeros(0, np.int64)
+    gids, gsizes = np.unique(groups, return_counts=True)
+    group_size = dict(zip(gids.tolist(), gsizes.tolist()))
+    order = in_part[np.argsort(parts[in_part], kind="stable")]   # rows grouped by part, one pass
+    ids, starts = np.unique(parts[order], return_index=True)
+    members = np.split(order, starts[1:])
     best: dict[int, tuple[float, int]] = {}
-    ids, sizes = np.unique(parts[parts >= 0], return_counts=True)
-    for p, n in zip(ids, sizes):
-        rows = np.flatnonzero(parts == p)
+    for j, rows in enumerate(members):
         g = int(groups[rows[0]])
-        share = n / max(int((groups == g).sum()), 1)
+        share = len(rows) / max(group_size.get(g, 1), 1)
         if g not in best or share > best[g][0]:
-            best[g] = (share, int(p))
+            best[g] = (share, j)
     out = []
-    for _, p in sorted(best.values(), key=lambda t: -t[0])[: max(limit, 0)]:
-        rows = np.flatnonzero(parts == p)
+    for _, j in sorted(best.values(), key=lambda t: -t[0])[: max(limit, 0)]:
+        rows = members[j]
         centre = vectors[rows].mean(axis=0)
         out.append(int(rows[np.argmax(vectors[rows] @ centre)]))
     return np.array(out, np.int64)

@@ -177,7 +177,7 @@ class LearningMixin:
             # half the queue at most: the checks ask where the names may be wrong, the usual picks
             # where the model is unsure; neither should crowd the other out
             flat = np.array([cluster_of.get(i, (-1, 0))[0] for i in ids], np.int64)
-            checks = part_checks(X, self._unchecked_parts(ids, rows, person), flat, limit // 2)
+            checks = part_checks(X, self._unchecked_parts(ids, rows, person, cluster_of), flat, limit // 2)
             picked = select(X, proba, class_counts, limit, far=far_from_group(X, groups), named=named)
             picked = with_checks_first(checks, picked, limit)
         paths = store.primary_paths([ids[i] for i in picked])
@@ -191,7 +191,8 @@ class LearningMixin:
                                   rows.get(ids[i], (None,))[0]))
         return out
 
-    def _unchecked_parts(self, ids: list[str], labels: dict, person: set[str]) -> np.ndarray:
+    def _unchecked_parts(self, ids: list[str], labels: dict, person: set[str],
+                         cluster_of: dict | None = None) -> np.ndarray:
         """Per id of ``ids``: the group-tree part it is in (a sub-group with no parts of its own,
         inside a flat cluster that carries a cluster name), or -1. Left out: parts where a person
         labeled any image, and each cluster's largest part while others of it are unchecked."""
@@ -212,7 +213,7 @@ class LearningMixin:
                 "SELECT image_id, node FROM cluster_members WHERE clustering_id=? AND node IS NOT NULL", (cid,)):
             if node in leaf:
                 members[node].append(image_id)
-        cluster_of = store.cluster_assignments(cid)
+        cluster_of = store.cluster_assignments(cid) if cluster_of is None else cluster_of
         named = {cluster_of[i][0] for i, (_, src) in labels.items() if src == "cluster" and i in cluster_of}
         largest = {}
         for v, ms in members.items():
