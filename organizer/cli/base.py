@@ -49,10 +49,27 @@ def guarded(fn):
 
 
 def progress_bar(description: str):
+    """Redrawn by `progress_update`, not by rich's refresh thread: `organizer index` forks its
+    decode processes only while it has a single thread (indexer.worker_start_method)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=stderr_console(), transient=True)
+                    console=stderr_console(), transient=True, auto_refresh=False)
+
+
+def progress_update(bar, task, every: float = 0.1):
+    """A progress callback (done, total) that redraws the bar at most every `every` seconds."""
+    import time
+
+    last = [0.0]
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+        now = time.monotonic()
+        if now - last[0] >= every or done >= total:
+            last[0] = now
+            bar.refresh()
+    return update
 
 
 def stderr_console():

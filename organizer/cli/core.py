@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from organizer.cli.base import (EngineOpt, RayAddressOpt, StoreOpt, app, fail, guarded, open_library, progress_bar,
-                                 stderr_console)
+                                 progress_update, stderr_console)
 
 
 @app.command()
@@ -30,7 +30,7 @@ def index(folder: str = typer.Argument(..., help="Folder of images (never writte
         task = bar.add_task("embedding", total=None)
         report = lib.index(folder, backbone=backbone, workers=workers, allow_missing=allow_missing,
                            follow_links=follow_links, max_pixels=max_pixels, engine=engine, ray_address=ray_address,
-                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+                           progress=progress_update(bar, task))
     for path, error in report.error_files[:show_errors]:
         typer.echo(f"  skipped {path}: {error}", err=True)
     if len(report.error_files) > show_errors:

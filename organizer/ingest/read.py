@@ -35,8 +35,14 @@ def die_with_parent(parent: int) -> None:
 
 
 def init_worker(known: set[str], parent: int) -> None:
+    import signal
+
     global _KNOWN
     _KNOWN = known
+    # A forked worker inherits the indexer's signal handlers (watch's Stopper, say): back to
+    # what a spawned worker starts with.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_parent(parent)
     try:  # decoding yields to inference: the embedding step is what everything waits on
         os.nice(NICE_WORKERS)
