@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from organizer.engine_ray import (BLOCK_FILES, WAVE_FILES, RayEngineError, _ray, alive_nodes, cluster_cpus,
-                                  connect, quiet_ray_data)
+                                  connect, quiet_ray_data, start_workers)
 
 
 # -- the model, shipped once -------------------------------------------------------------
@@ -20,13 +20,18 @@ def model_spec(embedder) -> dict:
     ray = _ray()
     spec = {"backbone": embedder.name, "preprocess": embedder.preprocess, "dim": embedder.dim,
             "onnx": None, "label": "torch", "micro_batch": None}
-    runner = embedder.runner(None) if hasattr(embedder, "runner") else None
-    if runner is not None and hasattr(runner, "session"):
-        data = Path(runner.path).read_bytes()
-        spec.update(onnx=ray.put(data), sha256=hashlib.sha256(data).hexdigest(), label=runner.label,
-                    micro_batch=runner.micro_batch)
-    elif runner is not None:
-        spec["label"] = runner.label
+    verified = embedder.verified_onnx() if hasattr(embedder, "verified_onnx") else None
+    if verified is not None:  # the file is all the actors need: no session here
+        path, label, micro_batch = verified, "onnxruntime", embedder.micro_batch
+    else:
+        runner = embedder.runner(None) if hasattr(embedder, "runner") else None
+        if runner is not None and not hasattr(runner, "session"):
+            spec["label"] = runner.label
+        if runner is None or not hasattr(runner, "session"):
+            return spec
+        path, label, micro_batch = runner.path, runner.label, runner.micro_batch
+    data = Path(path).read_bytes()
+    spec.update(onnx=ray.put(data), sha256=hashlib.sha256(data).hexdigest(), label=label, micro_batch=micro_batch)
     return spec
 
 
@@ -138,10 +143,12 @@ def ray_producer(address: str | None = None):
 
     def produce(root, to_read, embedder, known, *, workers, max_pixels, thumb_size, report=None):
         ray = _ray()
+        n_actors = workers or cluster_cpus()
+        if how != "local cluster":  # (Ray prestarts a worker a CPU for the first driver of a cluster it starts)
+            start_workers(n_actors)  # the actors' processes start while Ray Data is imported here
         import ray.data  # here, not when joining: predict and cluster run plain tasks without it
 
         quiet_ray_data()
-        n_actors = workers or cluster_cpus()
         spec = model_spec(embedder)
         if report is not None:
             report.runtime = f"ray ({how}, {alive_nodes()} nodes, {n_actors} actors, {spec['label']})"
