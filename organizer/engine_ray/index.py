@@ -20,13 +20,18 @@ def model_spec(embedder) -> dict:
     ray = _ray()
     spec = {"backbone": embedder.name, "preprocess": embedder.preprocess, "dim": embedder.dim,
             "onnx": None, "label": "torch", "micro_batch": None}
-    runner = embedder.runner(None) if hasattr(embedder, "runner") else None
-    if runner is not None and hasattr(runner, "session"):
-        data = Path(runner.path).read_bytes()
-        spec.update(onnx=ray.put(data), sha256=hashlib.sha256(data).hexdigest(), label=runner.label,
-                    micro_batch=runner.micro_batch)
-    elif runner is not None:
-        spec["label"] = runner.label
+    verified = embedder.verified_onnx() if hasattr(embedder, "verified_onnx") else None
+    if verified is not None:  # the file is all the actors need: no session here
+        path, label, micro_batch = verified, "onnxruntime", embedder.micro_batch
+    else:
+        runner = embedder.runner(None) if hasattr(embedder, "runner") else None
+        if runner is not None and not hasattr(runner, "session"):
+            spec["label"] = runner.label
+        if runner is None or not hasattr(runner, "session"):
+            return spec
+        path, label, micro_batch = runner.path, runner.label, runner.micro_batch
+    data = Path(path).read_bytes()
+    spec.update(onnx=ray.put(data), sha256=hashlib.sha256(data).hexdigest(), label=label, micro_batch=micro_batch)
     return spec
 
 
