@@ -108,19 +108,17 @@ def test_copies_are_one_picture_and_controls_are_not():
     assert len(reps1) == len(X1)
 
 
-def burst_library(copies=10, classes=20, photos=20, tight=10, dim=64, seed=0, spread=0.7):
+def burst_library(copies=10, classes=20, photos=20, tight=10, dim=64, seed=0):
     """Classes of distinct photos (cosine ~0.64 to the nearest class mate), each photo ``copies``
     times with small noise (cosine ~0.97 between copies: below COPY_SIMILARITY, so only the
-    relative rule can join them), plus a tight group of ``tight`` distinct photos standing apart:
-    its members' nearest other member is at about two thirds of the distance at which this
-    library's photos find theirs (0.26 against 0.38; copies are under half, hierarchy rule 0).
+    relative rule can join them), plus a tight group of ``tight`` distinct photos standing apart.
     Returns (X, class per row (the tight group is ``classes``), photo per row)."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(classes + 1, dim))
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
     photo = np.concatenate([c + rng.normal(size=(photos, dim)) / np.sqrt(dim) for c in centers[:-1]])
     rows = np.repeat(photo, copies, axis=0) + 0.25 * rng.normal(size=(len(photo) * copies, dim)) / np.sqrt(dim)
-    group = centers[-1] + spread * rng.normal(size=(tight, dim)) / np.sqrt(dim)
+    group = centers[-1] + 0.5 * rng.normal(size=(tight, dim)) / np.sqrt(dim)
     X = np.concatenate([rows, group])
     y = np.concatenate([np.repeat(np.arange(classes), photos * copies), np.full(tight, classes)])
     pid = np.concatenate([np.repeat(np.arange(len(photo)), copies), len(photo) + np.arange(tight)])

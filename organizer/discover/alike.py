@@ -47,7 +47,7 @@ def farthest_member(X, labels, sums, counts):
     return out
 
 
-def tight_groups_beside_tree(X, labels, idx, max_fit, seed, scale=0.0):
+def tight_groups_beside_tree(X, labels, idx, max_fit, seed):
     """hierarchy rule 5 over the unsorted rows (a seeded sample of max_fit of them, if more), with
     the fit sample as the rest of the library they are told apart from."""
     unsorted = np.flatnonzero(labels < 0)
@@ -60,4 +60,4 @@ def tight_groups_beside_tree(X, labels, idx, max_fit, seed, scale=0.0):
     else:
         sums, counts = group_sums(X, labels)
         loosest = float(np.max(mean_pair_distance((sums * sums).sum(axis=1), counts)))
-    return tight_unsorted_groups(X, unsorted, idx, loosest, scale)
+    return tight_unsorted_groups(X, unsorted, idx, loosest)

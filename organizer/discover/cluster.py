@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from organizer.discover.alike import distance_to_group, farthest_member, group_sums, tight_groups_beside_tree
-from organizer.discover.hierarchy import (AGREEMENT_K, COPY_LOOK, copy_scale, near_copy_representatives,
-                                          neighbour_graph)
+from organizer.discover.hierarchy import AGREEMENT_K, COPY_LOOK, near_copy_representatives, neighbour_graph
 
 _CHUNK = 65536  # rows per chunk for transform / kNN queries: bounds peak memory
 _BLOCK = 1024   # rows per projection block (see UMAPReducer._project)
@@ -225,8 +224,7 @@ class HDBSCANClusterer:
     ``kept_``: tree nodes worth showing (flat groups, their ancestors and their sub-groups)."""
 
     def __init__(self, min_cluster_size=10, min_samples=5, cluster_selection_method="auto",
-                 max_fit=20_000, random_state=0, vote_k=15, copy_scale=None):
-        self.copy_scale = copy_scale   # the library's distance to a nearest other picture (rule 0); None: off
+                 max_fit=20_000, random_state=0, vote_k=15):
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
         self.cluster_selection_method = cluster_selection_method
@@ -239,7 +237,7 @@ class HDBSCANClusterer:
     def fit(self, E, X=None, neighbours=None):
         import hdbscan  # heavy: imported only when used
 
-        from organizer.discover.hierarchy import GroupTree, most_distinct_leaf_level, picture_ids, without_copy_nodes
+        from organizer.discover.hierarchy import GroupTree, most_distinct_leaf_level
 
         E = np.asarray(E, dtype=np.float32)
         n = len(E)
@@ -249,15 +247,10 @@ class HDBSCANClusterer:
         # a density never wider than the smallest group it must find
         ms = None if self.min_samples is None else int(max(1, min(self.min_samples, mcs, m - 1)))
         h = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms).fit(E[idx])
+        tree = GroupTree(h.condensed_tree_.to_numpy(), m)
         # neighbours in the backbone's own space (X), else in E; `neighbours` if the caller has them
         self.neighbours_ = neighbours if neighbours is not None else \
             neighbour_graph(E[idx] if X is None else np.asarray(X, np.float32)[idx])
-        # rule 0: the smallest group counts distinct pictures, not rows
-        picture = (picture_ids(np.asarray(X, np.float32)[idx], self.neighbours_, float(self.copy_scale))
-                   if X is not None and self.copy_scale else None)
-        self.pictures_ = int(len(np.unique(picture))) if picture is not None else m
-        condensed = h.condensed_tree_.to_numpy()
-        tree = GroupTree(condensed if picture is None else without_copy_nodes(condensed, m, picture, mcs), m)
         method = self.cluster_selection_method
         if method == "leaf":
             selected = tree.leaves()
@@ -270,7 +263,7 @@ class HDBSCANClusterer:
             biggest = max((len(tree.rows(v)) for v in selected), default=0)
             if len(selected) < 3 or biggest > m / 2:  # a group is not the library: weakly separated
                 mcs, leaves, leaf_tree = most_distinct_leaf_level(h.single_linkage_tree_.to_numpy(), m,
-                                                                  self.neighbours_, mcs, picture)
+                                                                  self.neighbours_, mcs)
                 if leaf_tree is not None:
                     tree, selected, method = leaf_tree, leaves, "leaf ladder"
             method = "stable" if method == "auto" else method
@@ -421,7 +414,7 @@ def _renumber(labels, *others):
 
 
 def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed: int = 0,
-                    _join_copies: bool = True, _copy_scale: float | None = None, **overrides) -> ClusterResult:
+                    _join_copies: bool = True, **overrides) -> ClusterResult:
     """Cluster n×d vectors (any scale; cosine geometry). ``overrides`` replace keys of
     default_params(n); ``min_cluster_size`` is the smallest group.
     Degenerate inputs: n < min_points -> all -1; all rows identical -> one cluster."""
@@ -459,15 +452,13 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     neighbours = neighbours_all[:, :AGREEMENT_K]   # exact search: the first 10 of 30 are the 10 nearest
     reps, pos = (near_copy_representatives(neighbours_all, similarity) if _join_copies
                  else (np.arange(len(idx)), np.arange(len(idx))))
-    # measured before copies are joined: once they are, a row's nearest neighbour is another picture
-    scale = copy_scale(similarity) if _copy_scale is None else _copy_scale
     p["distinct_in_sample"] = int(len(reps))
     if len(reps) < len(idx):
         keep = np.setdiff1d(np.arange(n), idx[np.setdiff1d(np.arange(len(idx)), reps)], assume_unique=True)
         # one pass: the distinct pictures are not searched for copies again (a rule applied to its
         # own output would keep joining whatever is now nearest)
         inner = cluster_vectors(X[keep], min_cluster_size=min_cluster_size, seed=seed,
-                                _join_copies=False, _copy_scale=scale, **overrides)
+                                _join_copies=False, **overrides)
         where = np.full(n, -1, np.int64)
         where[keep] = np.arange(len(keep))
         source = where.copy()
@@ -500,16 +491,15 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     lap("umap")
     hc = HDBSCANClusterer(min_cluster_size=p["min_cluster_size"], min_samples=p["min_samples"],
                           cluster_selection_method=p["cluster_selection_method"],
-                          max_fit=p["max_fit"], random_state=seed, copy_scale=scale).fit(E, X, neighbours=neighbours)
+                          max_fit=p["max_fit"], random_state=seed).fit(E, X, neighbours=neighbours)
     lap("hdbscan")
-    p.update(copy_scale=round(scale, 4), distinct_pictures_in_fit=hc.pictures_)
     p.update(selection_used=hc.selection_used_, min_cluster_size_used=hc.min_cluster_size_used_,
              loose_groups_dropped=int(hc.loose_dropped_))
     core = hc.labels_
     labels, share = _place_remainder(E, core, p["place_k"], p["place_threshold"], X)
     lap("placement")
     k_tree = len(hc.selected_)
-    beside_tree = tight_groups_beside_tree(X, labels, idx, p["max_fit"], seed, scale)
+    beside_tree = tight_groups_beside_tree(X, labels, idx, p["max_fit"], seed)
     for j, (rows, inside) in enumerate(beside_tree):
         labels[rows], share[rows] = k_tree + j, inside
     p["tight_groups_found"] = len(beside_tree)

@@ -34,14 +34,6 @@ person names first, by rules that refer to what a person sees, never to a librar
    nearest row outside is >= ``COPY_SCALE`` times as far as the neighbours inside) and is no
    looser than the loosest group already shown, are a group (``tight_unsorted_groups``). This also finds a small group of which
    the fit sample of a big library holds only a few rows.
-0. *A group is of distinct pictures* (applied to the tree before every rule above): a node of the
-   tree with fewer than ``MIN_GROUP`` distinct pictures is no group, as HDBSCAN treats a split-off
-   smaller than its smallest group: its rows fall out of the parent (``without_copy_nodes``).
-   Pictures are told apart in the backbone's own space: two rows within ``1 / COPY_SCALE`` of the
-   distance at which this library's pictures usually find their nearest other picture are one
-   picture (``picture_ids``). The copy rule below joins only sets of copies with a clear gap around
-   them; variants of near-duplicate originals (the variants of two shots of one scene) run into
-   each other with no gap and would otherwise be a dense group of 10 to 30 rows holding 2 pictures.
 """
 from __future__ import annotations
 
@@ -232,16 +224,15 @@ def typical_distance(Xn: np.ndarray) -> float:
 
 
 def tight_unsorted_groups(X: np.ndarray, unsorted: np.ndarray, reference: np.ndarray,
-                          loosest: float, scale: float = 0.0) -> list[tuple[np.ndarray, float]]:
+                          loosest: float) -> list[tuple[np.ndarray, float]]:
     """Rule 5: groups among the unsorted rows that the reduced space could not show (a tight group
     of 10 inside clutter, which UMAP's fixed-size neighbourhoods blend into it; a small group of
     which the fit sample holds only a few rows). In the backbone's own space: the rows that are
     each other's nearest neighbours (mutual among their MIN_GROUP - 1 nearest, searched among
     ``unsorted`` and the ``reference`` rows), in sets of >= MIN_GROUP whose members' neighbours
     are mostly each other and that are no looser (mean pair distance) than ``loosest``, the
-    loosest group the library already shows, and of >= MIN_GROUP distinct pictures (rule 0, with
-    ``scale`` the library's copy scale; 0: every row a picture). Returns (rows, share of the
-    members' neighbours inside the set) per group."""
+    loosest group the library already shows. Returns (rows, share of the members' neighbours
+    inside the set) per group."""
     import faiss
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -276,8 +267,7 @@ def tight_unsorted_groups(X: np.ndarray, unsorted: np.ndarray, reference: np.nda
         members = np.flatnonzero(comp == c)
         inside = float(np.isin(nbr[members], at[members]).mean())
         if inside >= 0.5 and pair_distance(Xp[at[members]]) <= loosest \
-                and _stands_apart(wide[members], dist[members], at[members], k) \
-                and count_pictures(Xp[at[members]], scale) >= MIN_GROUP:
+                and _stands_apart(wide[members], dist[members], at[members], k):
             out.append((unsorted[members], inside))
     return out
 
@@ -291,17 +281,6 @@ def _stands_apart(wide: np.ndarray, dist: np.ndarray, members: np.ndarray, k: in
     outside = ~mine
     near_out = np.where(outside.any(axis=1), dist[np.arange(len(wide)), outside.argmax(axis=1)], dist[:, -1])
     return bool(np.median(near_out / np.maximum(near_in, 1e-9)) >= COPY_SCALE)
-
-
-def count_pictures(Xn: np.ndarray, scale: float) -> int:
-    """Distinct pictures among a few unit rows (rule 0): rows linked through pairs closer than
-    scale / COPY_SCALE are one picture."""
-    from scipy.sparse.csgraph import connected_components
-
-    if scale <= 0 or len(Xn) < 2:
-        return len(Xn)
-    close = (1.0 - Xn @ Xn.T) <= scale / COPY_SCALE
-    return int(connected_components(close, directed=False)[0])
 
 
 def neighbour_graph(X: np.ndarray, k: int = AGREEMENT_K, with_similarity: bool = False):
@@ -322,82 +301,6 @@ def neighbour_graph(X: np.ndarray, k: int = AGREEMENT_K, with_similarity: bool =
     return (nbr, sim) if with_similarity else nbr
 
 
-def _copy_runs(similarity: np.ndarray):
-    """Per row, from its sorted neighbour distances: (distances, size of the run of copies before the
-    largest relative jump, whether that jump is a gap of >= COPY_GAP)."""
-    m, k = similarity.shape
-    dist = np.maximum(1.0 - similarity.astype(np.float64), 0.0)        # ascending per row
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(dist[:, 1:] > 0, dist[:, :-1] / dist[:, 1:], 1.0)
-    size = ratio.argmin(axis=1) + 1                  # copies = the `size` nearest, then the gap
-    gap = ratio[np.arange(m), size - 1] <= 1.0 / COPY_GAP
-    return dist, size, gap
-
-
-def copy_scale(similarity: np.ndarray) -> float:
-    """How far this library's pictures are from their nearest other picture (median over rows of
-    the distance beyond a row's copies, or to its nearest neighbour where it has none), from each
-    row's sorted neighbour similarities (m x k, k >= 2). 0 where it cannot be told."""
-    if similarity.ndim != 2 or similarity.shape[1] < 2 or not len(similarity):
-        return 0.0
-    dist, size, gap = _copy_runs(similarity)
-    m, k = similarity.shape
-    beyond = np.where(gap, dist[np.arange(m), np.minimum(size, k - 1)], dist[:, 0])
-    return float(np.median(beyond))
-
-
-def picture_ids(X: np.ndarray, neighbours: np.ndarray, scale: float) -> np.ndarray:
-    """Per row, which picture it is (rule 0): rows linked through neighbours closer than
-    scale / COPY_SCALE (cosine distance, in ``X``) are variants of one picture."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    m = len(X)
-    if scale <= 0 or m == 0 or neighbours.ndim != 2 or neighbours.shape[1] == 0:
-        return np.arange(m)
-    Xn = unit_rows(X)
-    dist = np.empty(neighbours.shape, np.float32)
-    for a in range(0, m, 65536):  # bounded memory: 64k rows of k neighbours at a time
-        dist[a:a + 65536] = 1.0 - np.einsum("ij,ikj->ik", Xn[a:a + 65536], Xn[neighbours[a:a + 65536]])
-    r, c = np.nonzero(dist <= scale / COPY_SCALE)
-    graph = coo_matrix((np.ones(len(r), np.int8), (r, neighbours[r, c])), shape=(m, m))
-    return connected_components(graph, directed=False)[1]
-
-
-def without_copy_nodes(condensed: np.ndarray, m: int, picture: np.ndarray, min_group: int = MIN_GROUP) -> np.ndarray:
-    """The condensed tree with rule 0 applied: a node of fewer than ``min_group`` distinct pictures
-    (``picture``: one id per fitted row) is removed, its rows falling out of the parent at the
-    node's birth; a parent left with one child continues as that child, as HDBSCAN's condensing
-    does when a split leaves one side too small."""
-    tree = GroupTree(condensed, m)
-    drop = {int(v) for v in tree.nodes if v != tree.root and len(np.unique(picture[tree.rows(v)])) < min_group}
-    if not drop:
-        return condensed
-    par = condensed["parent"].astype(np.int64).copy()
-    child = condensed["child"].astype(np.int64)
-    lam = np.asarray(condensed["lambda_val"], np.float64).copy()
-    keep = np.ones(len(condensed), bool)
-    for v in sorted(drop):                        # parents first: the top dropped node of a branch
-        if int(tree.parent[v]) in drop:
-            continue
-        keep[child == v] = False                  # the node's own row
-        rows = tree.rows(v)
-        point = np.isin(child, rows) & (child < m)
-        par[point], lam[point] = tree.parent[v], tree.birth[v]
-        below = np.isin(par, list({v, *tree.descendants(v)})) & (child >= m)
-        keep[below] = False
-    # a node left with one child: the child's rows and children are the parent's, at their own lambda
-    nodes = sorted({int(c) for c in child[keep & (child >= m)]})
-    for v in [*nodes[::-1], tree.root]:           # children first
-        kids = child[keep & (par == v) & (child >= m)]
-        if len(kids) == 1:
-            keep[child == kids[0]] = False
-            par[(par == kids[0]) & keep] = v
-    out = condensed[keep].copy()
-    out["parent"], out["lambda_val"] = par[keep], lam[keep]
-    return out
-
-
 def near_copy_representatives(neighbours: np.ndarray, similarity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows that are one picture joined into one: identical to the backbone (cosine >=
     COPY_SIMILARITY to a neighbour), or a set of copies by the relative rule (COPY_GAP, COPY_SCALE)
@@ -413,8 +316,13 @@ def near_copy_representatives(neighbours: np.ndarray, similarity: np.ndarray) ->
     rows, cols = np.nonzero(similarity >= COPY_SIMILARITY)
     src, dst = [rows], [neighbours[rows, cols]]
     if k >= 2:
-        dist, size, gap = _copy_runs(similarity)
-        scale = copy_scale(similarity)                   # distance to the nearest other picture
+        dist = np.maximum(1.0 - similarity.astype(np.float64), 0.0)        # ascending per row
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(dist[:, 1:] > 0, dist[:, :-1] / dist[:, 1:], 1.0)
+        size = ratio.argmin(axis=1) + 1                  # copies = the `size` nearest, then the gap
+        gap = ratio[np.arange(m), size - 1] <= 1.0 / COPY_GAP
+        beyond = np.where(gap, dist[np.arange(m), np.minimum(size, k - 1)], dist[:, 0])
+        scale = float(np.median(beyond))                 # distance to the nearest other picture
         ok = gap & (dist[np.arange(m), size - 1] * COPY_SCALE <= scale) & (size + 1 >= MIN_SAMPLES)
         inside = np.arange(k)[None, :] < size[:, None]
         r, c = np.nonzero(ok[:, None] & inside)
@@ -476,8 +384,7 @@ def merge_suggestions(labels: np.ndarray, neighbours: np.ndarray, limit: int = 2
 
 
 def most_distinct_leaf_level(single_linkage: np.ndarray, m: int, neighbours: np.ndarray,
-                             start: int = MIN_GROUP, picture: np.ndarray | None = None
-                             ) -> tuple[int, list[int], "GroupTree | None"]:
+                             start: int = MIN_GROUP) -> tuple[int, list[int], "GroupTree | None"]:
     """Leaves of the condensed tree at the smallest-group size (start * sqrt(2)^i, up to m/3)
     whose groups are most distinct from one another: the highest chance-corrected neighbour
     agreement (kappa) between them. Finer levels cut through groups; coarser ones merge
@@ -488,8 +395,7 @@ def most_distinct_leaf_level(single_linkage: np.ndarray, m: int, neighbours: np.
     size = float(start)
     while size <= m / 3:
         mcs = int(round(size))
-        condensed = condense_tree(single_linkage, mcs)
-        t = GroupTree(condensed if picture is None else without_copy_nodes(condensed, m, picture, mcs), m)
+        t = GroupTree(condense_tree(single_linkage, mcs), m)
         leaves = t.leaves()
         if len(leaves) < 3:
             break
