@@ -34,6 +34,7 @@ WAVE_FILES = 65536           # files per Dataset: bounds the paths and object re
 OBJECT_STORE_ENV = "ORGANIZER_RAY_OBJECT_STORE_MB"
 OBJECT_STORE_MB = 512        # a local cluster's object store: results stream, so little is needed
 CONNECT_TIMEOUT_S = 3.0
+CANCEL_AFTER_S = 0.2         # start_workers' tasks: see there
 
 
 class RayEngineError(StoreError):
@@ -122,6 +123,56 @@ def quiet_ray_data() -> None:
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.execution_options.verbose_progress = False
+
+
+def _never_runs() -> None:  # start_workers' task: cancelled before a worker takes it
+    return None
+
+
+def start_workers(n: int) -> int:
+    """Have the nodes start `n` worker processes now (spread over the nodes' CPUs, as the actor
+    pool is), so that the actors created later, once the scan and plan are done, find them
+    started. Ray starts a process for a task's lease; these tasks are cancelled after
+    CANCEL_AFTER_S (time for a lease to reach another node's raylet, too short for a Python
+    process to start and register), so the processes join their node's idle pool without having
+    run anything. Ray gives a worker that ran a task only to tasks, a never-used one to an actor
+    too, which then skips a process start and `import ray`. Returns how many were asked for; a
+    cluster that refuses (an older Ray, a node gone) only loses the head start."""
+    import threading
+
+    ray = _ray()
+    try:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = ray.remote(num_cpus=1, max_retries=0)(_never_runs)
+        refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+                for node_id in _spread(ray.nodes(), n)]
+    except Exception:  # a head start only: never a reason for the index to fail
+        return 0
+
+    def cancel():
+        for ref in refs:
+            try:
+                ray.cancel(ref)
+            except Exception:  # already finished or the cluster is gone: nothing to undo
+                pass
+
+    timer = threading.Timer(CANCEL_AFTER_S, cancel)
+    timer.daemon = True
+    timer.start()
+    return len(refs)
+
+
+def _spread(nodes: list[dict], n: int) -> list[str]:
+    """n node ids, one CPU slot at a time from each node in turn (as SPREAD places actors)."""
+    free = {node["NodeID"]: int(node.get("Resources", {}).get("CPU", 0)) for node in nodes if node.get("Alive")}
+    out: list[str] = []
+    while len(out) < n and any(free.values()):
+        for node_id in free:
+            if free[node_id] and len(out) < n:
+                out.append(node_id)
+                free[node_id] -= 1
+    return out
 
 
 def alive_nodes() -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from organizer.engine_ray import (BLOCK_FILES, WAVE_FILES, RayEngineError, _ray, alive_nodes, cluster_cpus,
-                                  connect, quiet_ray_data)
+                                  connect, quiet_ray_data, start_workers)
 
 
 # -- the model, shipped once -------------------------------------------------------------
@@ -143,10 +143,12 @@ def ray_producer(address: str | None = None):
 
     def produce(root, to_read, embedder, known, *, workers, max_pixels, thumb_size, report=None):
         ray = _ray()
+        n_actors = workers or cluster_cpus()
+        if how != "local cluster":  # (Ray prestarts a worker a CPU for the first driver of a cluster it starts)
+            start_workers(n_actors)  # the actors' processes start while Ray Data is imported here
         import ray.data  # here, not when joining: predict and cluster run plain tasks without it
 
         quiet_ray_data()
-        n_actors = workers or cluster_cpus()
         spec = model_spec(embedder)
         if report is not None:
             report.runtime = f"ray ({how}, {alive_nodes()} nodes, {n_actors} actors, {spec['label']})"
