@@ -112,13 +112,13 @@ class TowerEmbedder:
         first in line, an export already made), found without opening a session: for a process
         that only ships the file to where it runs (engine_ray's driver; importing ONNX Runtime and
         opening the session cost it 0.35 s of CPU a command). None: build the runner instead."""
-        from organizer.embed.runtime import cache_stem, read_verified
+        from organizer.embed.runtime import fp32_export_path, read_verified
 
         if self._runner is not None or self.cache_dir is None:
             return None
         if candidates(self.family, self.requested, self.cache_dir)[0] != "onnx":
             return None
-        path = self.cache_dir / "onnx" / (cache_stem(self.name, self._fingerprint(), "fp32") + ".onnx")
+        path = fp32_export_path(self.cache_dir, self.name, self._fingerprint())
         if path.with_suffix(".failed").exists() or read_verified(path) is None:
             return None
         return path

@@ -309,14 +309,18 @@ def quantize_int8(src: Path, dest: Path) -> None:
     quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
 
 
+def fp32_export_path(cache_dir: Path, backbone: str, fingerprint: str) -> Path:
+    """Where the backbone's fp32 ONNX export lives in a store's cache (made or not)."""
+    return Path(cache_dir) / "onnx" / (cache_stem(backbone, fingerprint, "fp32") + ".onnx")
+
+
 def onnx_runner(*, cache_dir: Path, backbone: str, fingerprint: str, size: int, torch_module: Callable[[], object],
                 reference: Callable[[np.ndarray], np.ndarray], first: np.ndarray | None, int8: bool = False,
                 threads: int | None = None, micro_batch: int | None = None, share: bool = False) -> OnnxRunner:
     """A runner for the cached export, exporting (and verifying against `reference`) if needed.
     share: the weights have a stable identity, so the user cache may serve and keep the export."""
-    folder = Path(cache_dir) / "onnx"
-    folder.mkdir(parents=True, exist_ok=True)
-    fp32 = folder / (cache_stem(backbone, fingerprint, "fp32") + ".onnx")
+    fp32 = fp32_export_path(cache_dir, backbone, fingerprint)
+    fp32.parent.mkdir(parents=True, exist_ok=True)
     failed = fp32.with_suffix(".failed")
     if failed.exists():  # an export that failed once fails again: do not pay for it on every start
         raise FallbackError(failed.read_text().strip() or "ONNX export failed before")
@@ -350,7 +354,7 @@ def onnx_runner(*, cache_dir: Path, backbone: str, fingerprint: str, size: int, 
             raise FallbackError(message) from e
     if not int8:
         return OnnxRunner(fp32, threads, "onnxruntime", micro_batch)
-    q8 = folder / (cache_stem(backbone, fingerprint, "int8") + ".onnx")
+    q8 = fp32.parent / (cache_stem(backbone, fingerprint, "int8") + ".onnx")
     if read_verified(q8) is None and not adopt_shared(q8, share):
         try:
             build(q8, lambda tmp: quantize_int8(fp32, tmp), REDUCED_MIN_COSINE, "int8",

@@ -20,14 +20,15 @@ def model_spec(embedder) -> dict:
     ray = _ray()
     spec = {"backbone": embedder.name, "preprocess": embedder.preprocess, "dim": embedder.dim,
             "onnx": None, "label": "torch", "micro_batch": None}
-    verified = embedder.verified_onnx() if hasattr(embedder, "verified_onnx") else None
-    if verified is not None:  # the file is all the actors need: no session here
-        path, label, micro_batch = verified, "onnxruntime", embedder.micro_batch
+    path = embedder.verified_onnx() if hasattr(embedder, "verified_onnx") else None
+    if path is not None:  # the file is all the actors need: no session here
+        label, micro_batch = "onnxruntime", embedder.micro_batch
     else:
         runner = embedder.runner(None) if hasattr(embedder, "runner") else None
-        if runner is not None and not hasattr(runner, "session"):
+        if runner is None:
+            return spec
+        if not hasattr(runner, "session"):  # PyTorch: each actor builds the backbone itself
             spec["label"] = runner.label
-        if runner is None or not hasattr(runner, "session"):
             return spec
         path, label, micro_batch = runner.path, runner.label, runner.micro_batch
     data = Path(path).read_bytes()

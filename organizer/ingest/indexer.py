@@ -375,29 +375,32 @@ def produce_local(root, to_read, embedder, known, *, workers, max_pixels, thumb_
     window = max(4, 2 * n_workers)  # bounded read-ahead keeps memory flat
     with ProcessPoolExecutor(n_workers, mp_context=mp.get_context(method), initializer=init_worker,
                              initargs=(known, os.getpid())) as pool:
+        def submit(i: int) -> Future:
+            return pool.submit(read_files, str(root), tasks[i], embedder.preprocess, thumb_size, max_pixels)
+
         futures: list[Future] = []
-        next_task = 0
+        if tasks:
+            if method == "fork":
+                # The children's garbage collector leaves the objects inherited from here alone,
+                # so their pages stay shared instead of being copied when a collection visits them.
+                gc.freeze()
+            try:
+                futures.append(submit(0))  # with fork, this forks every worker
+            finally:
+                if method == "fork":
+                    gc.unfreeze()
+            if hasattr(embedder, "prepare"):
+                # Open the inference session while the decoders start: only now, since no thread
+                # may exist in this process when it forks.
+                import threading
+
+                threading.Thread(target=_quietly, args=(embedder.prepare,), name="prepare-embedder",
+                                 daemon=True).start()
+        next_task = len(futures)
         while next_task < len(tasks) or futures:
             while next_task < len(tasks) and len(futures) < window:
-                first = next_task == 0
-                if first and method == "fork":
-                    # The children's garbage collector leaves the objects inherited from here alone,
-                    # so their pages stay shared instead of being copied when a collection visits them.
-                    gc.freeze()
-                try:
-                    futures.append(pool.submit(read_files, str(root), tasks[next_task], embedder.preprocess,
-                                               thumb_size, max_pixels))
-                finally:
-                    if first and method == "fork":
-                        gc.unfreeze()
+                futures.append(submit(next_task))
                 next_task += 1
-                if first and hasattr(embedder, "prepare"):
-                    # Open the inference session while the decoders start. Only now: with fork the
-                    # first submit has just forked every worker, and no thread may exist before.
-                    import threading
-
-                    threading.Thread(target=_quietly, args=(embedder.prepare,), name="prepare-embedder",
-                                     daemon=True).start()
             yield futures.pop(0).result()
 
 
