@@ -10,6 +10,8 @@ Shapes (folders are built under --work, never in ../shared):
   longtail    caltech101-8 and caltech-small34 together: 42 classes from 800 down to 31, + clutter
   powerlaw    a sample of the long tail whose class sizes follow a power law (rank r gets
               ~ 400 / r^1.1 photos, at least 8): groups of 400 beside groups of 8
+  small20     caltech-small34 cut to 20 photos a class (+ 40 clutter): 34 groups of 20
+  tiny12      the same at 12 photos a class: groups just above the smallest group (10)
   small34x10  caltech-small34 with every photo repeated 10 times, each copy slightly cropped,
               brightened or darkened and re-encoded: the same structure at 10x the images
   caltech8x10 the same for caltech101-8 (24,630 photos)
@@ -92,6 +94,13 @@ def build(shape: str, work: Path) -> tuple[Path, str | None, int]:
         if not done.exists():
             _copy_classes(folder, [c8, s34], sizes)
         n_classes = len(classes)
+    elif shape in ("small20", "tiny12"):
+        per = 20 if shape == "small20" else 12
+        sizes = {p.name: per for p in s34.iterdir() if p.is_dir()}
+        sizes[NOISE] = 40
+        if not done.exists():
+            _copy_classes(folder, [s34], sizes)
+        n_classes = 34
     elif shape in ("small34x10", "caltech8x10"):
         if not done.exists():
             _perturbed_copies(s34 if shape == "small34x10" else c8, folder, 10)
