@@ -314,3 +314,46 @@ def test_chunked_passes_give_what_one_pass_gives(small_library, monkeypatch):
     chunked = cluster_vectors(Xs, seed=0)
     assert (chunked.labels == r.labels).all() and (chunked.nodes == r.nodes).all()
     assert np.allclose(chunked.probabilities, r.probabilities, atol=1e-5)
+
+
+def test_a_distinct_part_as_big_as_the_smaller_groups_is_split_off():
+    """Look-alike classes that came out merged are the big groups of a library of groups of ~20,
+    so they pull the median up: a distinct part of 17 (under a third of its group, under the
+    median group of 19) is still as big as the library's smaller groups (lower quartile 16.5)
+    and is a group. Control: a part of 15 stays a part."""
+    tree, tops, nb = _tree_of([[40, 17], [20], [19], [18], [15], [14], [22]])
+    chosen = tree.split_mixed(tops, nb)
+    assert len(chosen) == 8 and tops[0] not in chosen
+    tree, tops, nb = _tree_of([[40, 15], [20], [19], [18], [15], [14], [22]])
+    assert sorted(tree.split_mixed(tops, nb)) == sorted(tops)
+
+
+def test_sizes_are_compared_at_the_density_where_the_part_splits_off():
+    """A part counts against what the other groups still hold at the density of its split: here
+    every other group has lost half its members by then (they fall out before the split), so a
+    part of 12 beside groups of 24 is as big as they are at that density."""
+    dt = [("parent", np.int64), ("child", np.int64), ("lambda_val", np.float64), ("child_size", np.int64)]
+    sizes_other = [24, 24, 24, 24]
+    m = 40 + 12 + sum(sizes_other)
+    entries, row, nxt = [], 0, m + 1
+    neighbours = np.zeros((m, 5), np.int64)
+    top = nxt; nxt += 1
+    entries.append((m, top, 1.0, 52))
+    for size in (40, 12):                          # the mixed group: two distinct parts born at 2.0
+        leaf = nxt; nxt += 1
+        entries.append((top, leaf, 2.0, size))
+        rows = np.arange(row, row + size)
+        entries.extend((leaf, int(r), 3.0, 1) for r in rows)
+        neighbours[rows] = rows[(np.arange(size)[:, None] + np.arange(1, 6)) % size]
+        row += size
+    tops = [top]
+    for size in sizes_other:                       # half of each leaves at 1.5, before the split
+        g = nxt; nxt += 1
+        tops.append(g)
+        entries.append((m, g, 1.0, size))
+        rows = np.arange(row, row + size)
+        entries.extend((g, int(r), 1.5 if i < size // 2 else 3.0, 1) for i, r in enumerate(rows))
+        neighbours[rows] = rows[(np.arange(size)[:, None] + np.arange(1, 6)) % size]
+        row += size
+    tree = GroupTree(np.array(entries, dtype=dt), m)
+    assert len(tree.split_mixed(tops, neighbours)) == 6

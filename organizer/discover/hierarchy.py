@@ -12,10 +12,14 @@ person names first, by rules that refer to what a person sees, never to a librar
    distinct things (each member's nearest neighbours, in the backbone's own space, stay in
    its own sub-group well beyond chance: kappa >= ``DISTINCT_KAPPA``, "substantial
    agreement") and one name would be wrong for a big part of it (the sub-groups other
-   than the largest hold >= ``MIXED_SHARE`` of it, or one of them is as big as the median
-   chosen group: in a library of many small groups, a distinct part of 36 inside a group of
+   than the largest hold >= ``MIXED_SHARE`` of it, or one of them is as big as the smaller
+   chosen groups: in a library of many small groups, a distinct part of 36 inside a group of
    114 is a group of its own, while a mode of 20 inside a class of 800 beside classes of
-   hundreds is not).
+   hundreds is not). Sizes are compared at the density where the part splits off: a part has
+   lost its loosest members there, and so has every group at that density, so each chosen
+   group counts the members it still holds at it. "The smaller groups" are the lower quartile
+   (``SMALL_GROUPS``) of those counts, not the median: where look-alike classes came out
+   merged, the merged groups are the big ones and pull the median above a single class.
 3. *Clutter is no group*: UMAP gives every picture a neighbourhood of the same size, so clutter
    (pictures that have nothing in common) can come out as a dense blob. A chosen group whose
    typical member is no more alike to the others, in the backbone's own space, than two pictures
@@ -43,6 +47,7 @@ MIN_GROUP = 10          # the smallest group a person would call a group, at any
 MIN_SAMPLES = 5         # density from 5 neighbours: half the smallest group, so it has a dense core
 DISTINCT_KAPPA = 0.6    # chance-corrected neighbour agreement of "distinct" sub-groups
 MIXED_SHARE = 1 / 3     # a name wrong for a third of a group is a wrong name
+SMALL_GROUPS = 25       # percentile of chosen group sizes that counts as "the smaller groups"
 AGREEMENT_K = 10        # neighbours per image for agreement, splits and merge suggestions
 COPY_SIMILARITY = 0.99  # the same picture re-encoded or resized: identical to the backbone
 # Copies that a crop, a brightness change or a burst make (cosine 0.8-0.97, the range where
@@ -121,15 +126,24 @@ class GroupTree:
     def split_mixed(self, selected: list[int], neighbours: np.ndarray) -> list[int]:
         """Replace each group by its sub-groups while they are distinct and they matter: one name
         would be wrong for >= MIXED_SHARE of it, or a sub-group other than the largest is as big
-        as the median group of ``selected`` (a part the size of this library's typical group is a
-        group a person names; measured on the library itself, so no size is fixed). Recursive."""
-        typical = float(np.median([len(self.rows(v)) for v in selected])) if selected else np.inf
+        as the smaller groups of ``selected`` are at the density where it splits off (a part the
+        size of groups this library has is a group a person names; measured on the library
+        itself, so no size is fixed; see rule 2 above). Recursive."""
+        # each chosen group's exit densities, sorted: its size at any density is one search away
+        exits = [np.sort(self.point_lambda[self.rows(v)]) for v in selected]
+
+        def smaller_groups_at(lam: float) -> float:
+            if not exits:
+                return np.inf
+            return float(np.percentile([len(e) - np.searchsorted(e, lam) for e in exits], SMALL_GROUPS))
+
         out, todo = [], list(selected)
         while todo:
             v = todo.pop()
             kids = self.children.get(v, [])
             sizes = sorted((len(self.rows(c)) for c in kids), reverse=True)
-            matters = len(kids) >= 2 and (sum(sizes[1:]) >= MIXED_SHARE * len(self.rows(v)) or sizes[1] >= typical)
+            matters = len(kids) >= 2 and (sum(sizes[1:]) >= MIXED_SHARE * len(self.rows(v)) or
+                                          sizes[1] >= smaller_groups_at(self.birth[kids[0]]))
             if matters and kappa([self.rows(c) for c in kids], neighbours) >= DISTINCT_KAPPA:
                 todo.extend(kids)
             else:
