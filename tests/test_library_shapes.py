@@ -254,29 +254,36 @@ def test_a_group_of_10_is_found_when_the_fit_sample_holds_only_a_few_of_it():
     assert (r.labels[y == -1] < 0).mean() >= 0.6, "the clutter stays unsorted"
 
 
-def _tree_of(groups):
-    """A condensed tree by hand: ``groups`` is a list of top-level groups, each a list of leaf
-    sizes (one leaf: a group with no parts). Returns (GroupTree, top-level node ids, neighbours
-    in which every row's neighbours are rows of its own leaf: the parts are perfectly distinct)."""
-    m = sum(sum(g) for g in groups)
+def _tree_with_densities(groups):
+    """A condensed tree by hand: ``groups`` is a list of (split, leaves); each leaf is the list of
+    its rows' exit densities, and where a group has several leaves they are born at density
+    ``split``. Returns (GroupTree, top-level node ids, neighbours in which every row's neighbours
+    are rows of its own leaf: the parts are perfectly distinct)."""
     dt = [("parent", np.int64), ("child", np.int64), ("lambda_val", np.float64), ("child_size", np.int64)]
+    m = sum(len(leaf) for _, leaves in groups for leaf in leaves)
     entries, tops, nxt, row = [], [], m + 1, 0
     neighbours = np.zeros((m, 5), np.int64)
-    for g in groups:
+    for split, leaves in groups:
         top = nxt
         nxt += 1
         tops.append(top)
-        entries.append((m, top, 1.0, sum(g)))
-        leaves = [top] if len(g) == 1 else list(range(nxt, nxt + len(g)))
-        nxt += 0 if len(g) == 1 else len(g)
-        for leaf, size in zip(leaves, g):
-            if leaf != top:
-                entries.append((top, leaf, 2.0, size))
-            rows = np.arange(row, row + size)
-            entries.extend((leaf, int(r), 3.0, 1) for r in rows)
-            neighbours[rows] = rows[(np.arange(size)[:, None] + np.arange(1, 6)) % size]
-            row += size
+        entries.append((m, top, 1.0, sum(len(leaf) for leaf in leaves)))
+        for exits in leaves:
+            node = top
+            if len(leaves) > 1:
+                node, nxt = nxt, nxt + 1
+                entries.append((top, node, split, len(exits)))
+            rows = np.arange(row, row + len(exits))
+            entries.extend((node, int(r), float(x), 1) for r, x in zip(rows, exits))
+            neighbours[rows] = rows[(np.arange(len(exits))[:, None] + np.arange(1, 6)) % len(exits)]
+            row += len(exits)
     return GroupTree(np.array(entries, dtype=dt), m), tops, neighbours
+
+
+def _tree_of(groups):
+    """``groups``: a list of top-level groups, each a list of leaf sizes (one leaf: a group with no
+    parts); parts are born at density 2 and every row leaves at 3 (see _tree_with_densities)."""
+    return _tree_with_densities([(2.0, [[3.0] * size for size in g]) for g in groups])
 
 
 def test_a_distinct_part_as_big_as_a_typical_group_is_split_off():
@@ -330,30 +337,16 @@ def test_a_distinct_part_as_big_as_the_smaller_groups_is_split_off():
 
 def test_sizes_are_compared_at_the_density_where_the_part_splits_off():
     """A part counts against what the other groups still hold at the density of its split: here
-    every other group has lost half its members by then (they fall out before the split), so a
+    every other group has lost half its members by then (they leave before the split), so a
     part of 12 beside groups of 24 is as big as they are at that density."""
-    dt = [("parent", np.int64), ("child", np.int64), ("lambda_val", np.float64), ("child_size", np.int64)]
-    sizes_other = [24, 24, 24, 24]
-    m = 40 + 12 + sum(sizes_other)
-    entries, row, nxt = [], 0, m + 1
-    neighbours = np.zeros((m, 5), np.int64)
-    top = nxt; nxt += 1
-    entries.append((m, top, 1.0, 52))
-    for size in (40, 12):                          # the mixed group: two distinct parts born at 2.0
-        leaf = nxt; nxt += 1
-        entries.append((top, leaf, 2.0, size))
-        rows = np.arange(row, row + size)
-        entries.extend((leaf, int(r), 3.0, 1) for r in rows)
-        neighbours[rows] = rows[(np.arange(size)[:, None] + np.arange(1, 6)) % size]
-        row += size
-    tops = [top]
-    for size in sizes_other:                       # half of each leaves at 1.5, before the split
-        g = nxt; nxt += 1
-        tops.append(g)
-        entries.append((m, g, 1.0, size))
-        rows = np.arange(row, row + size)
-        entries.extend((g, int(r), 1.5 if i < size // 2 else 3.0, 1) for i, r in enumerate(rows))
-        neighbours[rows] = rows[(np.arange(size)[:, None] + np.arange(1, 6)) % size]
-        row += size
-    tree = GroupTree(np.array(entries, dtype=dt), m)
-    assert len(tree.split_mixed(tops, neighbours)) == 6
+    half_gone = [1.5] * 12 + [3.0] * 12
+    tree, tops, nb = _tree_with_densities([(2.0, [[3.0] * 40, [3.0] * 12])] + [(None, [half_gone])] * 4)
+    assert len(tree.split_mixed(tops, nb)) == 6
+
+
+def test_groups_dissolved_at_the_split_density_are_no_yardstick():
+    """A late split deep inside one group (parts of 30 and 10, at a density where the library's
+    other groups have already dissolved) is compared only with what still exists there: the group
+    itself. It stays whole (counted as size 0, the dissolved groups would let any late split in)."""
+    tree, tops, nb = _tree_with_densities([(5.0, [[6.0] * 30, [6.0] * 10])] + [(None, [[3.0] * 30])] * 2)
+    assert sorted(tree.split_mixed(tops, nb)) == sorted(tops)

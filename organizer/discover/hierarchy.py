@@ -17,9 +17,10 @@ person names first, by rules that refer to what a person sees, never to a librar
    114 is a group of its own, while a mode of 20 inside a class of 800 beside classes of
    hundreds is not). Sizes are compared at the density where the part splits off: a part has
    lost its loosest members there, and so has every group at that density, so each chosen
-   group counts the members it still holds at it. "The smaller groups" are the lower quartile
-   (``SMALL_GROUPS``) of those counts, not the median: where look-alike classes came out
-   merged, the merged groups are the big ones and pull the median above a single class.
+   group counts the members it still holds at it (groups dissolved by then do not count). "The
+   smaller groups" are the lower quartile (``SMALL_GROUPS``) of those counts, not the median:
+   where look-alike classes came out merged, the merged groups are the big ones and pull the
+   median above a single class.
 3. *Clutter is no group*: UMAP gives every picture a neighbourhood of the same size, so clutter
    (pictures that have nothing in common) can come out as a dense blob. A chosen group whose
    typical member is no more alike to the others, in the backbone's own space, than two pictures
@@ -129,13 +130,16 @@ class GroupTree:
         as the smaller groups of ``selected`` are at the density where it splits off (a part the
         size of groups this library has is a group a person names; measured on the library
         itself, so no size is fixed; see rule 2 above). Recursive."""
-        # each chosen group's exit densities, sorted: its size at any density is one search away
-        exits = [np.sort(self.point_lambda[self.rows(v)]) for v in selected]
+        # every chosen group's rows with their exit densities: a group's size at a density is a count
+        exits = np.concatenate([self.point_lambda[self.rows(v)] for v in selected]) if selected else np.zeros(0)
+        owner = np.repeat(np.arange(len(selected)), [len(self.rows(v)) for v in selected])
 
         def smaller_groups_at(lam: float) -> float:
-            if not exits:
-                return np.inf
-            return float(np.percentile([len(e) - np.searchsorted(e, lam) for e in exits], SMALL_GROUPS))
+            # only groups that still exist at that density: one that has dissolved there is no
+            # yardstick (counted as 0, it would let any late split inside a blob through)
+            held = np.bincount(owner[exits >= lam], minlength=len(selected))
+            held = held[held > 0]
+            return float(np.percentile(held, SMALL_GROUPS)) if len(held) else np.inf
 
         out, todo = [], list(selected)
         while todo:
