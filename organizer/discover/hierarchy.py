@@ -131,8 +131,9 @@ class GroupTree:
         size of groups this library has is a group a person names; measured on the library
         itself, so no size is fixed; see rule 2 above). Recursive."""
         # every chosen group's rows with their exit densities: a group's size at a density is a count
-        exits = np.concatenate([self.point_lambda[self.rows(v)] for v in selected]) if selected else np.zeros(0)
-        owner = np.repeat(np.arange(len(selected)), [len(self.rows(v)) for v in selected])
+        members = [self.rows(v) for v in selected]
+        exits = np.concatenate([self.point_lambda[r] for r in members]) if members else np.zeros(0)
+        owner = np.repeat(np.arange(len(members)), [len(r) for r in members])
 
         def smaller_groups_at(lam: float) -> float:
             # only groups that still exist at that density: one that has dissolved there is no
