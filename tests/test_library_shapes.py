@@ -243,6 +243,35 @@ def test_tight_unsorted_groups_finds_the_tight_set_and_never_clutter():
     assert tight_unsorted_groups(X, everything, everything, loosest=0.001) == []           # looser than shown
 
 
+def test_a_tight_set_with_a_halo_of_clutter_is_given_up_and_a_loose_real_class_is_not():
+    """Rule 3's second half on its own (the draw that gives the halo differs between machines, so
+    it is built here): a tight set of 10 plus 11 clutter rows leaning its way is a tight set with a
+    halo; the same tight set inside a loose real class, and a loose real class alone, are groups."""
+    from organizer.discover.hierarchy import COPY_LOOK, core_with_halo, pair_distance, unit_rows
+
+    rng = np.random.default_rng(5)
+    dim = 48
+
+    def around(c, n, spread):
+        return c + spread * rng.normal(size=(n, dim)) / np.sqrt(dim)
+
+    c, d = (v / np.linalg.norm(v) for v in rng.normal(size=(2, dim)))
+    tight = around(c, 10, 0.15)
+    halo = 0.3 * c + unit_rows(rng.normal(size=(11, dim)))                 # cosine ~0.3 to the set
+    loose_class = around(d, 40, 1.2)                                      # alike, far from tight
+    with_class = around(c, 30, 1.5)                                       # a real class round the set
+    big = around(rng.normal(size=dim) / 7, 300, 0.2)                      # pulls the random pairs down
+    Xn = unit_rows(np.concatenate([tight, halo, loose_class, with_class, big, rng.normal(size=(300, dim))]))
+    wide = neighbour_graph(Xn, k=COPY_LOOK, with_similarity=True)
+    library = pair_distance(Xn)
+    at = np.cumsum([0, 10, 11, 40, 30])
+    tight_rows, halo_rows, class_rows, with_rows = (np.arange(a, b) for a, b in zip(at[:-1], at[1:]))
+    assert core_with_halo(Xn, np.concatenate([tight_rows, halo_rows]), wide, library)
+    assert not core_with_halo(Xn, np.concatenate([tight_rows, with_rows]), wide, library)
+    assert not core_with_halo(Xn, class_rows, wide, library)
+    assert not core_with_halo(Xn, tight_rows, wide, library)              # the set alone is no halo
+
+
 def test_a_group_of_10_is_found_when_the_fit_sample_holds_only_a_few_of_it():
     """A big library clusters a sample; a group of 10 has ~2 rows in it, too few for the tree. Its
     rows stay unsorted after the vote and rule 5 finds them (here max_fit 1,000 of 5,010 rows)."""

@@ -234,7 +234,7 @@ class HDBSCANClusterer:
 
     loose_dropped_ = 0   # groups given up as clutter (hierarchy.GroupTree.without_loose)
 
-    def fit(self, E, X=None, neighbours=None):
+    def fit(self, E, X=None, neighbours=None, wide=None):
         import hdbscan  # heavy: imported only when used
 
         from organizer.discover.hierarchy import GroupTree, most_distinct_leaf_level
@@ -259,7 +259,7 @@ class HDBSCANClusterer:
         else:
             selected = tree.split_mixed(tree.stable_selection(), self.neighbours_)
             if X is not None:  # clutter that UMAP gathered into a blob is no group (hierarchy.py rule 3)
-                selected, self.loose_dropped_ = tree.without_loose(selected, np.asarray(X, np.float32)[idx])
+                selected, self.loose_dropped_ = tree.without_loose(selected, np.asarray(X, np.float32)[idx], wide)
             biggest = max((len(tree.rows(v)) for v in selected), default=0)
             if len(selected) < 3 or biggest > m / 2:  # a group is not the library: weakly separated
                 mcs, leaves, leaf_tree = most_distinct_leaf_level(h.single_linkage_tree_.to_numpy(), m,
@@ -491,7 +491,8 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     lap("umap")
     hc = HDBSCANClusterer(min_cluster_size=p["min_cluster_size"], min_samples=p["min_samples"],
                           cluster_selection_method=p["cluster_selection_method"],
-                          max_fit=p["max_fit"], random_state=seed).fit(E, X, neighbours=neighbours)
+                          max_fit=p["max_fit"], random_state=seed).fit(E, X, neighbours=neighbours,
+                                                                 wide=(neighbours_all, similarity))
     lap("hdbscan")
     p.update(selection_used=hc.selection_used_, min_cluster_size_used=hc.min_cluster_size_used_,
              loose_groups_dropped=int(hc.loose_dropped_))

@@ -28,7 +28,10 @@ person names first, by rules that refer to what a person sees, never to a librar
    left is unsorted. (It drops no group of the shared sets: by the mean pair distance their loosest
    group was 0.90 of the random-pair distance, cifar10-test's, and uniform clutter 1.3. A library
    where one tight group holds most pictures lowers the random-pair distance; a loose group there
-   is shown by its tighter parts.)
+   is shown by its tighter parts.) The median member of a tight set with a halo of clutter round it
+   can be a halo row that lies between the two, so a chosen group that holds a set passing rule
+   5's test while the rest of it alone is no more alike than random pictures is given up as well:
+   rule 5 then finds the set among the unsorted rows, without its halo.
 4. *A group is not the library*: when that leaves fewer than 3 groups or one group holding
    most images, the features are weakly separated and the tree has no level a person can
    name; then its leaves are shown at the smallest-group size (on a sqrt(2)-spaced ladder)
@@ -155,19 +158,29 @@ class GroupTree:
                 out.append(v)
         return out
 
-    def without_loose(self, selected: list[int], X: np.ndarray) -> tuple[list[int], int]:
+    def without_loose(self, selected: list[int], X: np.ndarray,
+                      wide: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[list[int], int]:
         """Rule 3: each chosen group whose typical member (the median, over members, of the mean
         cosine distance to the other members, in ``X``) is no more alike to the rest than two
         random pictures of the library are to each other is replaced by its children, recursively;
         a leaf that fails is dropped. The median, not the mean: a tight handful inside a blob of
         clutter makes the blob's mean look like a group while most of its members are clutter.
+        A group that is a tight set plus a halo (``core_with_halo``) is given up too: the halo
+        goes unsorted and rule 5 finds the tight set there. ``wide``: each row's ``COPY_LOOK``
+        nearest rows and their similarities in ``X`` (computed if not given).
         Returns (selection, number of groups given up)."""
         Xn = unit_rows(X)
         library = pair_distance(Xn)
         out, todo, dropped = [], list(selected), 0
         while todo:
             v = todo.pop()
-            if typical_distance(Xn[self.rows(v)]) < library:
+            rows = self.rows(v)
+            if typical_distance(Xn[rows]) < library:
+                if wide is None:
+                    wide = neighbour_graph(Xn, k=COPY_LOOK, with_similarity=True)
+                if core_with_halo(Xn, rows, wide, library):
+                    dropped += 1
+                    continue
                 out.append(v)
             else:
                 dropped += 1
@@ -289,6 +302,41 @@ def tight_unsorted_groups(X: np.ndarray, unsorted: np.ndarray, reference: np.nda
                 and _stands_apart(wide[members], dist[members], at[members], k):
             out.append((unsorted[members], inside))
     return out
+
+
+def core_with_halo(Xn: np.ndarray, rows: np.ndarray, wide: tuple[np.ndarray, np.ndarray],
+                   library: float) -> bool:
+    """Rule 3, second half: a group that holds a tight set (rule 5's test, within the group: mutual
+    nearest neighbours, mostly pointing to each other, standing apart from the rest) while the rest
+    of it, taken alone, is no more alike than two random pictures of the library is a tight group
+    with a halo of clutter that UMAP's fixed-size neighbourhoods gathered round it: its median
+    member may be a clutter row that happens to lie between the tight set and the halo."""
+    nbr, sim = wide
+    k = MIN_GROUP - 1
+    if len(rows) < MIN_GROUP + 2:
+        return False
+    inside = np.zeros(len(Xn), bool)
+    inside[rows] = True
+    near = nbr[rows, :k]
+    pos = np.full(len(Xn), -1, np.int64)
+    pos[rows] = np.arange(len(rows))
+    src = np.repeat(np.arange(len(rows)), k)
+    dst = pos[near.ravel()]
+    ok = dst >= 0
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    graph = coo_matrix((np.ones(int(ok.sum()), np.int8), (src[ok], dst[ok])), shape=(len(rows),) * 2).tocsr()
+    count, comp = connected_components(graph.minimum(graph.T), directed=False)
+    sizes = np.bincount(comp, minlength=count)
+    core = np.zeros(len(rows), bool)
+    for c in np.flatnonzero(sizes >= MIN_GROUP):
+        members = np.flatnonzero(comp == c)
+        if np.isin(near[members], rows[members]).mean() >= 0.5 and \
+                pair_distance(Xn[rows[members]]) < library and \
+                _stands_apart(nbr[rows[members]], 1.0 - sim[rows[members]], rows[members], k):
+            core[members] = True
+    rest = rows[~core]
+    return bool(core.any()) and len(rest) >= 2 and typical_distance(Xn[rest]) >= library
 
 
 def _stands_apart(wide: np.ndarray, dist: np.ndarray, members: np.ndarray, k: int) -> bool:
