@@ -109,24 +109,27 @@ def stage_rows(folder: Path, fill, n: int, dim: int) -> StagedRows:
 
 
 def staged_vectors(store: Store) -> tuple[list[str], np.ndarray]:
-    """Every present image's vector, in `vectors.load_vectors`' order, staged (`stage_rows`) in the
-    store's folder: 4 bytes a dimension an image on disk. Clustering takes its sample and then
-    the other rows part by part, so the driver never holds the whole matrix in memory."""
+    """Every present image's vector in content-hash (id) order, as the local `Library.cluster` reads
+    them, staged (`stage_rows`) in the store's folder: 4 bytes a dimension an image on disk.
+    Clustering takes its sample and then the other rows part by part, so the driver never holds
+    the whole matrix in memory."""
     from organizer.store.vectors import iter_present_vectors
 
     rows = store.db.execute(
         "SELECT i.rowid, i.id FROM images i WHERE i.shard IS NOT NULL AND EXISTS "
-        "(SELECT 1 FROM files f WHERE f.image_id = i.id AND f.status='ok') ORDER BY i.rowid").fetchall()
+        "(SELECT 1 FROM files f WHERE f.image_id = i.id AND f.status='ok') ORDER BY i.id").fetchall()
     ids = [r[1] for r in rows]
     dim = int(store.get_meta("dim") or 0)
     if not ids:
         return [], np.zeros((0, dim), np.float32)
     rowids = np.array([r[0] for r in rows], np.int64)
     del rows
+    by_rowid = np.argsort(rowids, kind="stable")
+    sorted_rowids = rowids[by_rowid]
 
     def fill(out):  # shard by shard, each row to its place in the id order
         for shard_rowids, vectors in iter_present_vectors(store):
-            out[np.searchsorted(rowids, shard_rowids)] = vectors
+            out[by_rowid[np.searchsorted(sorted_rowids, shard_rowids)]] = vectors
 
     return ids, stage_rows(store.root, fill, len(ids), dim)
 

@@ -42,7 +42,9 @@ class GroupsMixin:
 
             ids, X, on = cluster_inputs(self.store, address=ray_address, workers=workers)
         else:
-            (ids, X), on = load_vectors(self.store), contextlib.nullcontext()
+            # rows in content-hash order: the groups depend on which photos the library holds, not
+            # on the order they were indexed in (UMAP's draw follows the row order)
+            (ids, X), on = load_vectors(self.store, sorted(self.store.present_image_ids())), contextlib.nullcontext()
         if not ids:
             raise StoreError("no embedded images to cluster: run `organizer index FOLDER` first")
         if min_cluster_size is not None and min_cluster_size < 2:
@@ -305,7 +307,7 @@ class GroupsMixin:
         if int(cluster) < 0:
             raise StoreError("the unsorted images are not a cluster: re-group the library instead")
         cluster = self._check_flat(int(cluster))
-        ids, X = load_vectors(store, store.cluster_member_ids(cluster))
+        ids, X = load_vectors(store, sorted(store.cluster_member_ids(cluster)))  # content order, as `cluster`
         if len(ids) < 4:
             raise StoreError(f"cluster {cluster} has {len(ids)} images: too few to split")
         cid = self._current()
