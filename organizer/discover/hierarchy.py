@@ -266,10 +266,7 @@ def tight_unsorted_groups(X: np.ndarray, unsorted: np.ndarray, reference: np.nda
     loosest group the library already shows. Returns (rows, share of the members' neighbours
     inside the set) per group."""
     import faiss
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
 
-    k = MIN_GROUP - 1
     if len(unsorted) < MIN_GROUP:
         return []
     pool = np.union1d(unsorted, reference)
@@ -284,57 +281,52 @@ def tight_unsorted_groups(X: np.ndarray, unsorted: np.ndarray, reference: np.nda
     keep = np.ones_like(own)
     keep[np.arange(len(at)), first] = False
     wide, dist = wide[keep].reshape(len(at), look), 1.0 - sim[keep].reshape(len(at), look)
+    return [(unsorted[members], inside) for members, inside in _tight_sets(Xp, at, wide, dist, loosest)]
+
+
+def _tight_sets(Xn: np.ndarray, at: np.ndarray, wide: np.ndarray, dist: np.ndarray,
+                loosest: float) -> list[tuple[np.ndarray, float]]:
+    """Rule 5's test on candidate rows ``at`` (ids into ``Xn``, unit vectors): ``wide`` and ``dist``
+    are each candidate's nearest rows (ids into ``Xn``, -1 for none) and cosine distances, nearest
+    first. Sets of >= MIN_GROUP candidates that are each other's nearest (mutual among the
+    MIN_GROUP - 1 nearest), whose neighbours are mostly each other, no looser than ``loosest`` and
+    standing apart. Returns (positions into ``at``, share of the neighbours inside the set) per set."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    k = MIN_GROUP - 1
     nbr = wide[:, :k]
-    pos = np.full(len(pool), -1, np.int64)
-    pos[at] = np.arange(len(unsorted))
-    src = np.repeat(np.arange(len(unsorted)), k)
+    pos = np.full(len(Xn), -1, np.int64)
+    pos[at] = np.arange(len(at))
+    src = np.repeat(np.arange(len(at)), k)
     dst = np.where(nbr.ravel() >= 0, pos[np.maximum(nbr.ravel(), 0)], -1)
     ok = dst >= 0
-    graph = coo_matrix((np.ones(int(ok.sum()), np.int8), (src[ok], dst[ok])), shape=(len(unsorted),) * 2).tocsr()
-    mutual = graph.minimum(graph.T)
-    count, comp = connected_components(mutual, directed=False)
+    graph = coo_matrix((np.ones(int(ok.sum()), np.int8), (src[ok], dst[ok])), shape=(len(at),) * 2).tocsr()
+    count, comp = connected_components(graph.minimum(graph.T), directed=False)
     sizes = np.bincount(comp, minlength=count)
     out = []
     for c in np.flatnonzero(sizes >= MIN_GROUP):
         members = np.flatnonzero(comp == c)
         inside = float(np.isin(nbr[members], at[members]).mean())
-        if inside >= 0.5 and pair_distance(Xp[at[members]]) <= loosest \
+        if inside >= 0.5 and pair_distance(Xn[at[members]]) <= loosest \
                 and _stands_apart(wide[members], dist[members], at[members], k):
-            out.append((unsorted[members], inside))
+            out.append((members, inside))
     return out
 
 
 def core_with_halo(Xn: np.ndarray, rows: np.ndarray, wide: tuple[np.ndarray, np.ndarray],
                    library: float) -> bool:
-    """Rule 3, second half: a group that holds a tight set (rule 5's test, within the group: mutual
-    nearest neighbours, mostly pointing to each other, standing apart from the rest) while the rest
-    of it, taken alone, is no more alike than two random pictures of the library is a tight group
-    with a halo of clutter that UMAP's fixed-size neighbourhoods gathered round it: its median
-    member may be a clutter row that happens to lie between the tight set and the halo."""
-    nbr, sim = wide
-    k = MIN_GROUP - 1
+    """Rule 3, second half: a group that holds a tight set (rule 5's test, within the group) while
+    the rest of it, taken alone, is no more alike than two random pictures of the library is a tight
+    group with a halo of clutter that UMAP's fixed-size neighbourhoods gathered round it: its median
+    member may be a clutter row that happens to lie between the tight set and the halo.
+    ``wide``: each row's nearest rows and similarities in ``Xn``."""
     if len(rows) < MIN_GROUP + 2:
         return False
-    inside = np.zeros(len(Xn), bool)
-    inside[rows] = True
-    near = nbr[rows, :k]
-    pos = np.full(len(Xn), -1, np.int64)
-    pos[rows] = np.arange(len(rows))
-    src = np.repeat(np.arange(len(rows)), k)
-    dst = pos[near.ravel()]
-    ok = dst >= 0
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    graph = coo_matrix((np.ones(int(ok.sum()), np.int8), (src[ok], dst[ok])), shape=(len(rows),) * 2).tocsr()
-    count, comp = connected_components(graph.minimum(graph.T), directed=False)
-    sizes = np.bincount(comp, minlength=count)
+    nbr, sim = wide
     core = np.zeros(len(rows), bool)
-    for c in np.flatnonzero(sizes >= MIN_GROUP):
-        members = np.flatnonzero(comp == c)
-        if np.isin(near[members], rows[members]).mean() >= 0.5 and \
-                pair_distance(Xn[rows[members]]) < library and \
-                _stands_apart(nbr[rows[members]], 1.0 - sim[rows[members]], rows[members], k):
-            core[members] = True
+    for members, _ in _tight_sets(Xn, rows, nbr[rows], 1.0 - sim[rows], library):
+        core[members] = True
     rest = rows[~core]
     return bool(core.any()) and len(rest) >= 2 and typical_distance(Xn[rest]) >= library
 
