@@ -71,6 +71,18 @@ def test_clutter_stays_mostly_unsorted(small_library):
             assert (y[r.labels == best] == -1).mean() < 0.2
 
 
+def test_the_groups_survive_another_machines_rounding():
+    """The UMAP draw follows the float rounding of the machine it runs on (CI's once kept the group
+    of 10 with 11 clutter rows round it). The same library with every vector moved by 1e-5 gives
+    another draw; the group of 10 is still found apart from the clutter."""
+    X, y = shaped()
+    X = X + 1e-5 * np.random.default_rng(1).normal(size=X.shape).astype(np.float32)
+    r = cluster_vectors(X / np.linalg.norm(X, axis=1, keepdims=True), seed=0)
+    held, purity = found(y, r.labels)[0]
+    assert held >= 0.8 and purity >= 0.8, (held, purity)
+    assert (r.labels[y == -1] < 0).mean() >= 0.6
+
+
 def test_groups_of_real_looking_classes_are_never_given_up():
     """Control for rule 3: classes that are loose but real (members closer than random pairs)
     keep every group."""
