@@ -234,7 +234,7 @@ class HDBSCANClusterer:
 
     loose_dropped_ = 0   # groups given up as clutter (hierarchy.GroupTree.without_loose)
 
-    def fit(self, E, X=None, neighbours=None, wide=None):
+    def fit(self, E, X=None, wide=None):
         import hdbscan  # heavy: imported only when used
 
         from organizer.discover.hierarchy import GroupTree, most_distinct_leaf_level
@@ -248,9 +248,12 @@ class HDBSCANClusterer:
         ms = None if self.min_samples is None else int(max(1, min(self.min_samples, mcs, m - 1)))
         h = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms).fit(E[idx])
         tree = GroupTree(h.condensed_tree_.to_numpy(), m)
-        # neighbours in the backbone's own space (X), else in E; `neighbours` if the caller has them
-        self.neighbours_ = neighbours if neighbours is not None else \
-            neighbour_graph(E[idx] if X is None else np.asarray(X, np.float32)[idx])
+        # each row's COPY_LOOK nearest rows and similarities in the backbone's own space (X), else in
+        # E; `wide` if the caller has them. Exact search: the first AGREEMENT_K are the nearest.
+        if wide is None:
+            wide = neighbour_graph(E[idx] if X is None else np.asarray(X, np.float32)[idx],
+                                   k=COPY_LOOK, with_similarity=True)
+        self.neighbours_ = wide[0][:, :AGREEMENT_K]
         method = self.cluster_selection_method
         if method == "leaf":
             selected = tree.leaves()
@@ -449,7 +452,6 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     # their picture's group.
     idx = sample_indices(n, p["max_fit"], seed)
     neighbours_all, similarity = neighbour_graph(X[idx], k=COPY_LOOK, with_similarity=True)
-    neighbours = neighbours_all[:, :AGREEMENT_K]   # exact search: the first 10 of 30 are the 10 nearest
     reps, pos = (near_copy_representatives(neighbours_all, similarity) if _join_copies
                  else (np.arange(len(idx)), np.arange(len(idx))))
     p["distinct_in_sample"] = int(len(reps))
@@ -491,8 +493,7 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
     lap("umap")
     hc = HDBSCANClusterer(min_cluster_size=p["min_cluster_size"], min_samples=p["min_samples"],
                           cluster_selection_method=p["cluster_selection_method"],
-                          max_fit=p["max_fit"], random_state=seed).fit(E, X, neighbours=neighbours,
-                                                                 wide=(neighbours_all, similarity))
+                          max_fit=p["max_fit"], random_state=seed).fit(E, X, wide=(neighbours_all, similarity))
     lap("hdbscan")
     p.update(selection_used=hc.selection_used_, min_cluster_size_used=hc.min_cluster_size_used_,
              loose_groups_dropped=int(hc.loose_dropped_))

@@ -159,7 +159,7 @@ class GroupTree:
         return out
 
     def without_loose(self, selected: list[int], X: np.ndarray,
-                      wide: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[list[int], int]:
+                      wide: tuple[np.ndarray, np.ndarray]) -> tuple[list[int], int]:
         """Rule 3: each chosen group whose typical member (the median, over members, of the mean
         cosine distance to the other members, in ``X``) is no more alike to the rest than two
         random pictures of the library are to each other is replaced by its children, recursively;
@@ -167,7 +167,7 @@ class GroupTree:
         clutter makes the blob's mean look like a group while most of its members are clutter.
         A group that is a tight set plus a halo (``core_with_halo``) is given up too: the halo
         goes unsorted and rule 5 finds the tight set there. ``wide``: each row's ``COPY_LOOK``
-        nearest rows and their similarities in ``X`` (computed if not given).
+        nearest rows and their similarities in ``X``.
         Returns (selection, number of groups given up)."""
         Xn = unit_rows(X)
         library = pair_distance(Xn)
@@ -176,8 +176,6 @@ class GroupTree:
             v = todo.pop()
             rows = self.rows(v)
             if typical_distance(Xn[rows]) < library:
-                if wide is None:
-                    wide = neighbour_graph(Xn, k=COPY_LOOK, with_similarity=True)
                 if core_with_halo(Xn, rows, wide, library):
                     dropped += 1
                     continue
