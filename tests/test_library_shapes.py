@@ -391,3 +391,37 @@ def test_groups_dissolved_at_the_split_density_are_no_yardstick():
     itself. It stays whole (counted as size 0, the dissolved groups would let any late split in)."""
     tree, tops, nb = _tree_with_densities([(5.0, [[6.0] * 30, [6.0] * 10])] + [(None, [[3.0] * 30])] * 2)
     assert sorted(tree.split_mixed(tops, nb)) == sorted(tops)
+
+
+def _families(spread, seed=0):
+    """3 families far apart, each of 3 kinds of 80 (kind centres `spread` apart inside a family)."""
+    rng = np.random.default_rng(seed)
+    family = rng.normal(size=(3, 5)) * 30
+    E, kind = [], []
+    for a in range(3):
+        for b in range(3):
+            E.append(family[a] + rng.normal(size=5) * spread + rng.normal(size=(80, 5)))
+            kind += [3 * a + b] * 80
+    return np.vstack(E).astype(np.float32), np.array(kind)
+
+
+@pytest.mark.parametrize("spread", [4.0, 6.0])
+def test_where_the_tree_has_no_stable_level_the_leaves_keep_distinct_kinds_apart(spread):
+    """Rule 4's level: the finest leaves no two of which look alike, each row counted where its
+    nearest leaf is. The most agreeing level is the coarsest (3 families, or kinds merged in pairs),
+    which puts two kinds under one name; the level chosen holds each kind apart."""
+    import hdbscan
+
+    from organizer.discover.hierarchy import _placed_parts, most_distinct_leaf_level
+
+    E, kind = _families(spread)
+    nb = neighbour_graph(E, k=10)
+    h = hdbscan.HDBSCAN(min_cluster_size=10, min_samples=5).fit(E)
+    _, leaves, tree = most_distinct_leaf_level(h.single_linkage_tree_.to_numpy(), len(E), nb, 10, E)
+    parts = _placed_parts(tree, leaves, E)
+    assert sum(len(p) for p in parts) == len(E)
+    majority = [np.bincount(kind[p], minlength=9).argmax() for p in parts]
+    purity = [np.mean(kind[p] == k) for p, k in zip(parts, majority)]
+    assert min(purity) >= 0.9, purity               # no leaf holds two kinds
+    assert len(set(majority)) == 9                  # every kind has a leaf of its own
+    assert len(leaves) <= 12                        # and it is not cut into pieces

@@ -13,7 +13,7 @@ each value is what it is; benchmarks/library_shapes.py measures every shape).
    that PCA instead of UMAP's single-threaded 1280-d neighbour descent.
 2. HDBSCAN (smallest group 10, density from 5 neighbours) gives the group tree; the level shown
    first is chosen by hierarchy.py (stable groups, split what is mixed, clutter given up, the
-   most distinct leaf level where features are weakly separated). Above max_fit each other row takes the finest
+   finest leaf level with no look-alikes where features are weakly separated). Above max_fit each other row takes the finest
    tree node most of its 15 nearest sample rows are in.
 3. Remainder: a noise point joins the group that holds at least ``place_threshold`` of its
    ``place_k`` nearest points in UMAP space, noise counting as a vote, so clutter stays -1.
@@ -266,7 +266,7 @@ class HDBSCANClusterer:
             biggest = max((len(tree.rows(v)) for v in selected), default=0)
             if len(selected) < 3 or biggest > m / 2:  # a group is not the library: weakly separated
                 mcs, leaves, leaf_tree = most_distinct_leaf_level(h.single_linkage_tree_.to_numpy(), m,
-                                                                  self.neighbours_, mcs)
+                                                                  self.neighbours_, mcs, E[idx])
                 if leaf_tree is not None:
                     tree, selected, method = leaf_tree, leaves, "leaf ladder"
             method = "stable" if method == "auto" else method
