@@ -37,8 +37,8 @@ person names first, by rules that refer to what a person sees, never to a librar
    Then its leaves are shown at the finest smallest-group size (on a sqrt(2)-spaced ladder) at
    which no two of them look alike: with every image counted at its nearest leaf, the merge
    suggestions are empty. (The level whose leaves agree most is no answer: fewer groups have
-   fewer borders, so agreement grows all the way to the coarsest level; in cifar10-test it chose
-   5 groups for 10 classes where this rule chooses 18 to 37, by the draw.)
+   fewer borders, so agreement grows all the way to the coarsest level. In cifar10-test it
+   chose 5 to 7 groups for 10 classes, where this rule chooses 18 to 37, by the draw.)
 5. *A tight group is a group even where the reduced space blends it in*: among the rows left
    unsorted, rows that are each other's nearest neighbours in the backbone's own space, in a set
    of >= ``MIN_GROUP`` that mostly points to itself, stands apart from what surrounds it (the
