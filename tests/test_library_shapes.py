@@ -412,13 +412,14 @@ def test_where_the_tree_has_no_stable_level_the_leaves_keep_distinct_kinds_apart
     which puts two kinds under one name; the level chosen holds each kind apart."""
     import hdbscan
 
-    from organizer.discover.hierarchy import _placed_parts, most_distinct_leaf_level
+    from organizer.discover.hierarchy import most_distinct_leaf_level, placed_labels
 
     E, kind = _families(spread)
     nb = neighbour_graph(E, k=10)
     h = hdbscan.HDBSCAN(min_cluster_size=10, min_samples=5).fit(E)
     _, leaves, tree = most_distinct_leaf_level(h.single_linkage_tree_.to_numpy(), len(E), nb, 10, E)
-    parts = _placed_parts(tree, leaves, E)
+    labels = placed_labels(tree, leaves, E)
+    parts = [np.flatnonzero(labels == j) for j in range(len(leaves))]
     assert sum(len(p) for p in parts) == len(E)
     majority = [np.bincount(kind[p], minlength=9).argmax() for p in parts]
     purity = [np.mean(kind[p] == k) for p, k in zip(parts, majority)]

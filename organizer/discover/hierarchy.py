@@ -465,36 +465,30 @@ def most_distinct_leaf_level(single_linkage: np.ndarray, m: int, neighbours: np.
         leaves = t.leaves()
         if len(leaves) < 3:
             break
-        parts = _placed_parts(t, leaves, E)
-        labels = np.full(m, -1, np.int64)
-        for j, r in enumerate(parts):
-            labels[r] = j
-        if not merge_suggestions(labels, neighbours, limit=len(parts) ** 2):
+        labels = placed_labels(t, leaves, E)
+        if not merge_suggestions(labels, neighbours, limit=len(leaves) ** 2):
             return mcs, leaves, t
-        score = kappa(parts, neighbours)
+        score = kappa([np.flatnonzero(labels == j) for j in range(len(leaves))], neighbours)
         if score > best[0]:
             best = (score, mcs, leaves, t)
         size *= 2 ** 0.5
     return best[1], best[2], best[3]
 
 
-def _placed_parts(t: "GroupTree", leaves: list[int], E: np.ndarray | None) -> list[np.ndarray]:
-    """Each leaf's rows, plus (with ``E``) every row outside all leaves at the leaf of its nearest
-    leaf row in E."""
-    parts = [t.rows(v) for v in leaves]
-    if E is None:
-        return parts
-    import faiss
-
+def placed_labels(t: "GroupTree", leaves: list[int], E: np.ndarray | None) -> np.ndarray:
+    """Per row, the index of its leaf in ``leaves``; with ``E``, a row outside every leaf takes the
+    leaf of its nearest leaf row in E (without, it stays -1)."""
     which = np.full(t.m, -1, np.int64)
-    for j, r in enumerate(parts):
-        which[r] = j
-    inside = np.flatnonzero(which >= 0)
+    for j, v in enumerate(leaves):
+        which[t.rows(v)] = j
     outside = np.flatnonzero(which < 0)
-    if len(outside):
+    if E is not None and len(outside):
+        import faiss
+
+        inside = np.flatnonzero(which >= 0)
         E = np.ascontiguousarray(E, np.float32)
         index = faiss.IndexFlatL2(E.shape[1])
         index.add(E[inside])
         _, near = index.search(E[outside], 1)
         which[outside] = which[inside[near[:, 0]]]
-    return [np.flatnonzero(which == j) for j in range(len(parts))]
+    return which
