@@ -233,11 +233,13 @@ class HDBSCANClusterer:
         self.vote_k = vote_k
 
     loose_dropped_ = 0   # groups given up as clutter (hierarchy.GroupTree.without_loose)
+    level_kappa_ = None  # how distinct the stable groups are (hierarchy.level_kappa; "auto" only)
 
     def fit(self, E, X=None, wide=None):
         import hdbscan  # heavy: imported only when used
 
-        from organizer.discover.hierarchy import GroupTree, most_distinct_leaf_level
+        from organizer.discover.hierarchy import (DISTINCT_KAPPA, GroupTree, level_kappa,
+                                                  most_distinct_leaf_level)
 
         E = np.asarray(E, dtype=np.float32)
         n = len(E)
@@ -264,7 +266,9 @@ class HDBSCANClusterer:
             if X is not None:  # clutter that UMAP gathered into a blob is no group (hierarchy.py rule 3)
                 selected, self.loose_dropped_ = tree.without_loose(selected, np.asarray(X, np.float32)[idx], wide)
             biggest = max((len(tree.rows(v)) for v in selected), default=0)
-            if len(selected) < 3 or biggest > m / 2:  # a group is not the library: weakly separated
+            # a group is not the library, and groups that are not distinct are no level: weakly separated (rule 4)
+            self.level_kappa_ = level_kappa(tree, selected, self.neighbours_, E[idx])
+            if len(selected) < 3 or biggest > m / 2 or self.level_kappa_ < DISTINCT_KAPPA:
                 mcs, leaves, leaf_tree = most_distinct_leaf_level(h.single_linkage_tree_.to_numpy(), m,
                                                                   self.neighbours_, mcs, E[idx])
                 if leaf_tree is not None:
@@ -496,7 +500,8 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
                           max_fit=p["max_fit"], random_state=seed).fit(E, X, wide=(neighbours_all, similarity))
     lap("hdbscan")
     p.update(selection_used=hc.selection_used_, min_cluster_size_used=hc.min_cluster_size_used_,
-             loose_groups_dropped=int(hc.loose_dropped_))
+             loose_groups_dropped=int(hc.loose_dropped_),
+             stable_kappa=None if hc.level_kappa_ is None else round(float(hc.level_kappa_), 3))
     core = hc.labels_
     labels, share = _place_remainder(E, core, p["place_k"], p["place_threshold"], X)
     lap("placement")
