@@ -12,6 +12,8 @@ Shapes (folders are built under --work, never in ../shared):
               ~ 400 / r^1.1 photos, at least 8): groups of 400 beside groups of 8
   small20     caltech-small34 cut to 20 photos a class (+ 40 clutter): 34 groups of 20
   tiny12      the same at 12 photos a class: groups just above the smallest group (10)
+  huge+tiny12 caltech101-8 whole beside caltech-small34 at 12 a class (+ 40 clutter): a few groups
+              of 100-800 beside 34 of 12, the smallest next to the biggest in one library
   small34x10  caltech-small34 with every photo repeated 10 times, each copy slightly cropped,
               brightened or darkened and re-encoded: the same structure at 10x the images
   caltech8x10 the same for caltech101-8 (24,630 photos)
@@ -101,6 +103,11 @@ def build(shape: str, work: Path) -> tuple[Path, str | None, int]:
         if not done.exists():
             _copy_classes(folder, [s34], sizes)
         n_classes = 34
+    elif shape == "huge+tiny12":
+        if not done.exists():
+            _copy_classes(folder, [c8])
+            _copy_classes(folder, [s34], {**{p.name: 12 for p in s34.iterdir() if p.is_dir()}, NOISE: 40})
+        n_classes = 42
     elif shape in ("small34x10", "caltech8x10"):
         if not done.exists():
             _perturbed_copies(s34 if shape == "small34x10" else c8, folder, 10)
