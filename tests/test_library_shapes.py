@@ -460,3 +460,33 @@ def test_distinct_kinds_keep_the_stable_level():
     r = cluster_vectors(X, seed=0)
     assert r.params["stable_kappa"] > 0.9 and r.params["selection_used"] == "stable"
     assert r.n_clusters == 10
+
+
+def _few_huge_many_tiny(seed, dim=48, big=(800, 800, 400), tiny=30, per=12):
+    """3 tight kinds of 400-800 beside 30 kinds of 12 around unrelated directions, each spread so
+    that its members' neighbours are mostly, not all, its own (like caltech-small34's classes)."""
+    rng = np.random.default_rng(seed)
+    parts, y = [], []
+    for j, n in enumerate(big + (per,) * tiny):
+        c = rng.normal(size=dim)
+        spread = 0.5 if j < len(big) else 1.2
+        parts.append(c / np.linalg.norm(c) + spread * rng.normal(size=(n, dim)) / np.sqrt(dim))
+        y += [j] * n
+    X = np.vstack(parts)
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32), np.array(y)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tiny_kinds_beside_huge_ones_are_split_off_when_they_have_nothing_in_common(seed):
+    """Rule 2 on a few huge kinds beside many tiny ones: parts of 12 are smaller than the smaller
+    groups of such a library (hundreds), yet two parts no more alike than random pictures are two
+    things. The old rule kept blobs of tiny kinds: 19 and 16 of the 30 were some group's majority,
+    mean purity 0.79. Each big kind stays one group: its members are far more alike than that."""
+    X, y = _few_huge_many_tiny(seed)
+    r = cluster_vectors(X, seed=0)
+    k = r.n_clusters
+    majority = [np.bincount(y[r.labels == g]).argmax() for g in range(k)]
+    purity = np.mean([np.mean(y[r.labels == g] == majority[g]) for g in range(k)])
+    tiny_found = len({m for m in majority if m >= 3})
+    assert tiny_found >= 26 and purity >= 0.9, (tiny_found, purity)
+    assert sorted(m for m in majority if m < 3) == [0, 1, 2]   # each big kind one group

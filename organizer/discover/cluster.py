@@ -239,7 +239,7 @@ class HDBSCANClusterer:
         import hdbscan  # heavy: imported only when used
 
         from organizer.discover.hierarchy import (DISTINCT_KAPPA, GroupTree, level_kappa,
-                                                  most_distinct_leaf_level)
+                                                  most_distinct_leaf_level, unit_rows)
 
         E = np.asarray(E, dtype=np.float32)
         n = len(E)
@@ -262,7 +262,8 @@ class HDBSCANClusterer:
         elif method == "eom":
             selected = tree.stable_selection(log=False)
         else:
-            selected = tree.split_mixed(tree.stable_selection(), self.neighbours_)
+            Xn = None if X is None else unit_rows(np.asarray(X, np.float32)[idx])  # backbone space, rule 2
+            selected = tree.split_mixed(tree.stable_selection(), self.neighbours_, Xn)
             if X is not None:  # clutter that UMAP gathered into a blob is no group (hierarchy.py rule 3)
                 selected, self.loose_dropped_ = tree.without_loose(selected, np.asarray(X, np.float32)[idx], wide)
             biggest = max((len(tree.rows(v)) for v in selected), default=0)

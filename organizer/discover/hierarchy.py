@@ -20,7 +20,11 @@ person names first, by rules that refer to what a person sees, never to a librar
    group counts the members it still holds at it (groups dissolved by then do not count). "The
    smaller groups" are the lower quartile (``SMALL_GROUPS``) of those counts, not the median:
    where look-alike classes came out merged, the merged groups are the big ones and pull the
-   median above a single class.
+   median above a single class. Whatever their sizes, two distinct sub-groups whose pictures are
+   no more alike than two random pictures of the library (rule 3's yardstick for "nothing in
+   common") are two things: beside groups of 100-800, caltech-small34's classes cut to 12 photos
+   came out as one group of 519 with the bonsai class, because every part that split off was
+   smaller than the smaller groups (~100), while a big class's modes stay more alike than that.
 3. *Clutter is no group*: UMAP gives every picture a neighbourhood of the same size, so clutter
    (pictures that have nothing in common) can come out as a dense blob. A chosen group whose
    typical member is no more alike to the others, in the backbone's own space, than two pictures
@@ -135,12 +139,15 @@ class GroupTree:
     def leaves(self) -> list[int]:
         return [int(v) for v in self.nodes if v != self.root and not self.children.get(int(v))]
 
-    def split_mixed(self, selected: list[int], neighbours: np.ndarray) -> list[int]:
+    def split_mixed(self, selected: list[int], neighbours: np.ndarray,
+                    Xn: np.ndarray | None = None) -> list[int]:
         """Replace each group by its sub-groups while they are distinct and they matter: one name
-        would be wrong for >= MIXED_SHARE of it, or a sub-group other than the largest is as big
+        would be wrong for >= MIXED_SHARE of it, a sub-group other than the largest is as big
         as the smaller groups of ``selected`` are at the density where it splits off (a part the
         size of groups this library has is a group a person names; measured on the library
-        itself, so no size is fixed; see rule 2 above). Recursive."""
+        itself, so no size is fixed), or, with ``Xn`` (the rows as unit vectors in the backbone's
+        own space), the two largest sub-groups' pictures are no more alike than two random
+        pictures of the library. See rule 2 above. Recursive."""
         # every chosen group's rows with their exit densities: a group's size at a density is a count
         members = [self.rows(v) for v in selected]
         exits = np.concatenate([self.point_lambda[r] for r in members]) if members else np.zeros(0)
@@ -153,13 +160,23 @@ class GroupTree:
             held = held[held > 0]
             return float(np.percentile(held, SMALL_GROUPS)) if len(held) else np.inf
 
+        random_pair = pair_distance(Xn) if Xn is not None else np.inf
+
+        def unrelated(kids) -> bool:  # mean distance between the two largest parts' pictures
+            if Xn is None:
+                return False
+            a, b = sorted((self.rows(c) for c in kids), key=len)[-2:]
+            sa, sb = Xn[a].sum(axis=0, dtype=np.float64), Xn[b].sum(axis=0, dtype=np.float64)
+            return 1.0 - float(sa @ sb) / (len(a) * len(b)) >= random_pair
+
         out, todo = [], list(selected)
         while todo:
             v = todo.pop()
             kids = self.children.get(v, [])
             sizes = sorted((len(self.rows(c)) for c in kids), reverse=True)
             matters = len(kids) >= 2 and (sum(sizes[1:]) >= MIXED_SHARE * len(self.rows(v)) or
-                                          sizes[1] >= smaller_groups_at(self.birth[kids[0]]))
+                                          sizes[1] >= smaller_groups_at(self.birth[kids[0]]) or
+                                          unrelated(kids))
             if matters and kappa([self.rows(c) for c in kids], neighbours) >= DISTINCT_KAPPA:
                 todo.extend(kids)
             else:
