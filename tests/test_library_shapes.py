@@ -480,13 +480,14 @@ def _few_huge_many_tiny(seed, dim=48, big=(800, 800, 400), tiny=30, per=12):
 def test_tiny_kinds_beside_huge_ones_are_split_off_when_they_have_nothing_in_common(seed):
     """Rule 2 on a few huge kinds beside many tiny ones: parts of 12 are smaller than the smaller
     groups of such a library (hundreds), yet two parts no more alike than random pictures are two
-    things. The old rule kept blobs of tiny kinds: 19 and 16 of the 30 were some group's majority,
-    mean purity 0.79. Each big kind stays one group: its members are far more alike than that."""
+    things. The old rule kept blobs of tiny kinds: 14 and 15 of the 30 were some group's majority,
+    mean purity 0.73 and 0.74 (now 26 and 27, 0.97). Each big kind stays one group: its members are
+    far more alike than random pictures."""
     X, y = _few_huge_many_tiny(seed)
     r = cluster_vectors(X, seed=0)
     k = r.n_clusters
     majority = [np.bincount(y[r.labels == g]).argmax() for g in range(k)]
     purity = np.mean([np.mean(y[r.labels == g] == majority[g]) for g in range(k)])
     tiny_found = len({m for m in majority if m >= 3})
-    assert tiny_found >= 26 and purity >= 0.9, (tiny_found, purity)
+    assert tiny_found >= 24 and purity >= 0.9, (tiny_found, purity)
     assert sorted(m for m in majority if m < 3) == [0, 1, 2]   # each big kind one group
