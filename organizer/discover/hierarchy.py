@@ -41,8 +41,8 @@ person names first, by rules that refer to what a person sees, never to a librar
    image counted at its nearest group, a typical group's neighbour kappa is below ``DISTINCT_KAPPA``:
    the test rule 2 puts to sub-groups, put to each group of the level), the features are weakly
    separated and the stable level is none a person can name: it has cut a continuum into pieces
-   that look alike. (Measured per group, the seven shared shapes give 0.72-0.99 and cifar10-test's
-   draws 0.37-0.39.)
+   that look alike. (Measured per group, the other shared shapes give 0.72-0.99 and cifar10-test's
+   draws 0.37-0.57; its draws above 0.6, 0.68 and 0.72, have a group holding most of the library.)
    Then its leaves are shown at the finest smallest-group size (on a sqrt(2)-spaced ladder) at
    which no two of them look alike: with every image counted at its nearest leaf, the merge
    suggestions are empty. (The level whose leaves agree most is no answer: fewer groups have
