@@ -262,10 +262,11 @@ class HDBSCANClusterer:
         elif method == "eom":
             selected = tree.stable_selection(log=False)
         else:
-            Xn = None if X is None else unit_rows(np.asarray(X, np.float32)[idx])  # backbone space, rule 2
+            # the fit rows in the backbone's space, as unit vectors once, for rules 2 and 3
+            Xn = None if X is None else unit_rows(np.asarray(X, np.float32)[idx])
             selected = tree.split_mixed(tree.stable_selection(), self.neighbours_, Xn)
-            if X is not None:  # clutter that UMAP gathered into a blob is no group (hierarchy.py rule 3)
-                selected, self.loose_dropped_ = tree.without_loose(selected, np.asarray(X, np.float32)[idx], wide)
+            if Xn is not None:  # clutter that UMAP gathered into a blob is no group (hierarchy.py rule 3)
+                selected, self.loose_dropped_ = tree.without_loose(selected, Xn, wide)
             biggest = max((len(tree.rows(v)) for v in selected), default=0)
             # a group is not the library, and groups that are not distinct are no level: weakly separated (rule 4)
             self.level_kappa_ = level_kappa(tree, selected, self.neighbours_, E[idx])

@@ -183,18 +183,18 @@ class GroupTree:
                 out.append(v)
         return out
 
-    def without_loose(self, selected: list[int], X: np.ndarray,
+    def without_loose(self, selected: list[int], Xn: np.ndarray,
                       wide: tuple[np.ndarray, np.ndarray]) -> tuple[list[int], int]:
         """Rule 3: each chosen group whose typical member (the median, over members, of the mean
-        cosine distance to the other members, in ``X``) is no more alike to the rest than two
+        cosine distance to the other members, in ``Xn``: the rows as unit vectors, ``unit_rows``)
+        is no more alike to the rest than two
         random pictures of the library are to each other is replaced by its children, recursively;
         a leaf that fails is dropped. The median, not the mean: a tight handful inside a blob of
         clutter makes the blob's mean look like a group while most of its members are clutter.
         A group that is a tight set plus a halo (``core_with_halo``) is given up too: the halo
         goes unsorted and rule 5 finds the tight set there. ``wide``: each row's ``COPY_LOOK``
-        nearest rows and their similarities in ``X``.
+        nearest rows and their similarities in ``Xn``.
         Returns (selection, number of groups given up)."""
-        Xn = unit_rows(X)
         library = pair_distance(Xn)
         out, todo, dropped = [], list(selected), 0
         while todo:
