@@ -491,3 +491,30 @@ def test_tiny_kinds_beside_huge_ones_are_split_off_when_they_have_nothing_in_com
     tiny_found = len({m for m in majority if m >= 3})
     assert tiny_found >= 24 and purity >= 0.9, (tiny_found, purity)
     assert sorted(m for m in majority if m < 3) == [0, 1, 2]   # each big kind one group
+
+
+def _condensed(entries):
+    return np.array(entries, dtype=[("parent", np.int64), ("child", np.int64), ("lambda_val", np.float64),
+                                    ("child_size", np.int64)])
+
+
+def test_a_fringe_picture_nearer_another_group_is_unsorted_and_one_of_its_own_kind_stays():
+    """Rule 6 on a tree written by hand: group 13 divides into two parts (rows 0-2, 3-5) after
+    rows 6 and 7 left it; group 14 (rows 8-11) has no parts. Row 6 looks like group 13's core and
+    stays; row 7 looks like group 14 and is unsorted, falling back to group 13's parent (here the
+    root, so -1). Group 14's loose rows are no fringe: it never divides."""
+    m = 12
+    tree = GroupTree(_condensed(
+        [(12, 13, 1.0, 8), (12, 14, 1.0, 4), (13, 6, 1.5, 1), (13, 7, 1.5, 1), (13, 15, 2.0, 3), (13, 16, 2.0, 3)]
+        + [(15, i, 3.0, 1) for i in range(3)] + [(16, i, 3.0, 1) for i in range(3, 6)]
+        + [(14, i, 2.0, 1) for i in range(8, 12)]), m)
+    rng = np.random.default_rng(0)
+    toward = np.array([0] * 7 + [1] * 5)        # the kind each row looks like
+    Xn = np.eye(8, dtype=np.float32)[toward] + 0.05 * rng.normal(size=(m, 8)).astype(np.float32)
+    Xn /= np.linalg.norm(Xn, axis=1, keepdims=True)
+    rows, back = tree.fringe([13, 14], Xn)
+    assert rows.tolist() == [7] and back.tolist() == [-1]
+    toward[6] = 1                               # now row 6 looks like group 14 too
+    Xn = np.eye(8, dtype=np.float32)[toward]
+    rows, _ = tree.fringe([13, 14], Xn)
+    assert sorted(rows.tolist()) == [6, 7]

@@ -234,6 +234,7 @@ class HDBSCANClusterer:
 
     loose_dropped_ = 0   # groups given up as clutter (hierarchy.GroupTree.without_loose)
     level_kappa_ = None  # how distinct the stable groups are (hierarchy.level_kappa; "auto" only)
+    fringe_ = 0          # fringe rows nearer another group, unsorted (hierarchy.GroupTree.fringe)
 
     def fit(self, E, X=None, wide=None):
         import hdbscan  # heavy: imported only when used
@@ -257,6 +258,7 @@ class HDBSCANClusterer:
                                    k=COPY_LOOK, with_similarity=True)
         self.neighbours_ = wide[0][:, :AGREEMENT_K]
         method = self.cluster_selection_method
+        Xn = None
         if method == "leaf":
             selected = tree.leaves()
         elif method == "eom":
@@ -286,6 +288,10 @@ class HDBSCANClusterer:
         self.kept_ = keep
         flat_fit, strength = tree.labels(selected)
         node_fit = tree.finest_node(keep)
+        if method == "stable" and Xn is not None:  # the fringe nearer another group (hierarchy.py rule 6)
+            out, back = tree.fringe(selected, Xn)
+            flat_fit[out], strength[out], node_fit[out] = -1, 0.0, back
+            self.fringe_ = len(out)
         labels = np.full(n, -1, dtype=np.int64)
         nodes = np.full(n, -1, dtype=np.int64)
         probs = np.zeros(n, dtype=np.float32)
@@ -502,7 +508,7 @@ def cluster_vectors(X: np.ndarray, *, min_cluster_size: int | None = None, seed:
                           max_fit=p["max_fit"], random_state=seed).fit(E, X, wide=(neighbours_all, similarity))
     lap("hdbscan")
     p.update(selection_used=hc.selection_used_, min_cluster_size_used=hc.min_cluster_size_used_,
-             loose_groups_dropped=int(hc.loose_dropped_),
+             loose_groups_dropped=int(hc.loose_dropped_), fringe_rows=int(hc.fringe_),
              stable_kappa=None if hc.level_kappa_ is None else round(float(hc.level_kappa_), 3))
     core = hc.labels_
     labels, share = _place_remainder(E, core, p["place_k"], p["place_threshold"], X)
