@@ -62,7 +62,8 @@ person names first, by rules that refer to what a person sees, never to a librar
    HDBSCAN is sure of; its fringe is where UMAP's fixed-size neighbourhoods draw in pictures of
    other kinds. In caltech-small34 a group of 45 held 25 octopus photos and 19 photos of 10 other
    kinds that left it before it divided into two octopus parts, so 12 looks at random members
-   found no majority and the octopus class was never named.
+   found no majority and the octopus class was never named. With this rule, 0.8892 -> 0.9016 of
+   caltech-small34 was right after naming (benchmarks/README.md, round 15).
 """
 from __future__ import annotations
 
@@ -238,9 +239,10 @@ class GroupTree:
         own = np.repeat(np.arange(len(selected)), [len(f) for f in fringes])
         sums = np.stack([Xn[c].sum(axis=0, dtype=np.float64) for c in cores])
         sizes = np.array([max(len(c), 1) for c in cores], np.float64)
+        toward = (sums / sizes[:, None]).T.astype(np.float32)   # mean similarity to each core's members
         near = np.empty(len(rows), np.int64)
         for a in range(0, len(rows), 4096):  # bounded memory: rows x groups at a time
-            near[a:a + 4096] = np.argmax((Xn[rows[a:a + 4096]] @ sums.T.astype(np.float32)) / sizes, axis=1)
+            near[a:a + 4096] = np.argmax(Xn[rows[a:a + 4096]] @ toward, axis=1)
         away = near != own
         up = np.array([int(self.parent[v]) if int(self.parent[v]) != self.root else -1 for v in selected], np.int64)
         return rows[away].astype(np.int64), up[own[away]]
