@@ -227,25 +227,29 @@ class GroupTree:
         rows as unit vectors in the backbone's space). The core is what the group still holds where
         it divides. Returns those rows and, per row, the node it falls back to: the group's parent
         (-1 at the root), of which it still is a member."""
-        cores, fringes = [], []
+        from scipy.sparse import csr_matrix
+
+        group, _ = self.labels(selected)
+        out = [np.zeros(0, np.int64)]
         for v in selected:
-            r = self.rows(v)
-            out = r[self.point_node[r] == v] if self.children.get(int(v)) else r[:0]
-            cores.append(np.setdiff1d(r, out, assume_unique=True))
-            fringes.append(out)
-        rows = np.concatenate(fringes) if fringes else np.zeros(0, np.int64)
-        if not len(rows):
-            return rows.astype(np.int64), np.zeros(0, np.int64)
-        own = np.repeat(np.arange(len(selected)), [len(f) for f in fringes])
-        sums = np.stack([Xn[c].sum(axis=0, dtype=np.float64) for c in cores])
-        sizes = np.array([max(len(c), 1) for c in cores], np.float64)
-        toward = (sums / sizes[:, None]).T.astype(np.float32)   # mean similarity to each core's members
-        near = np.empty(len(rows), np.int64)
-        for a in range(0, len(rows), 4096):  # bounded memory: rows x groups at a time
-            near[a:a + 4096] = np.argmax(Xn[rows[a:a + 4096]] @ toward, axis=1)
+            if self.children.get(int(v)):
+                r = self.rows(v)
+                out.append(r[self.point_node[r] == v])
+        out = np.concatenate(out)
+        if not len(out):
+            return out, out.copy()
+        own = group[out]
+        core = group.copy()
+        core[out] = -1
+        ok = np.flatnonzero(core >= 0)
+        sums = csr_matrix((np.ones(len(ok)), (core[ok], ok)), shape=(len(selected), len(Xn))) @ Xn
+        counts = np.bincount(core[ok], minlength=len(selected))
+        toward = (sums / np.maximum(counts, 1)[:, None]).T.astype(np.float32)  # mean similarity to a core's members
+        near = np.concatenate([np.argmax(Xn[out[a:a + 4096]] @ toward, axis=1)   # rows x groups, bounded
+                               for a in range(0, len(out), 4096)])
         away = near != own
         up = np.array([int(self.parent[v]) if int(self.parent[v]) != self.root else -1 for v in selected], np.int64)
-        return rows[away].astype(np.int64), up[own[away]]
+        return out[away].astype(np.int64), up[own[away]]
 
     def labels(self, selected: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(flat label per row, -1 outside every selected group; membership strength in [0, 1])."""
